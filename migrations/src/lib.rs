@@ -1,0 +1,19 @@
+//! Database schema migrations of event-hub.
+//!
+//! The same migrations run on SQLite, PostgreSQL and MySQL/MariaDB. They are
+//! applied by `event-hub migrate`, by `event-hub dev` at start, and by the
+//! test harness on each fresh database.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261204_000001_create_tables;
+
+/// Lists the migrations of event-hub in the order they apply.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261204_000001_create_tables::Migration)]
+    }
+}

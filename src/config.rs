@@ -1,0 +1,478 @@
+//! Layered configuration: built-in defaults, then an optional file, then
+//! `EVENT_HUB__SECTION__KEY` environment variables.
+//!
+//! Every librdkafka property is reachable through `kafka.properties` (both
+//! clients), `kafka.consumer_properties` and `kafka.producer_properties`,
+//! for example `EVENT_HUB__KAFKA__PROPERTIES__SECURITY__PROTOCOL=SASL_SSL`.
+//! Secrets (the database URL, the signing key, properties whose name
+//! mentions a password, secret or key) are typed or redacted so that
+//! `Debug` output never shows them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::event::source::validate_topic_name;
+use crate::{Error, Result};
+
+/// Prefix of the environment variables read by [`Settings::load`].
+pub const ENV_PREFIX: &str = "EVENT_HUB";
+
+/// The whole configuration of the daemon and the CLI.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where triggers, actions, event sources and executions are stored.
+    pub database: DatabaseSettings,
+    /// Kafka connection and client properties.
+    pub kafka: KafkaSettings,
+    /// How records are batched, where action requests and dead letters go.
+    pub pipeline: PipelineSettings,
+    /// Signing of the tokens inside action requests.
+    pub auth: AuthSettings,
+    /// Log output.
+    pub log: LogSettings,
+}
+
+/// Database settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL: `sqlite://PATH?mode=rwc`, `postgres://...` or
+    /// `mysql://...`. Secret because it may carry a password.
+    ///
+    /// Default: `sqlite://.event-hub/event-hub.db?mode=rwc`, a file under the
+    /// working directory, shared with `event-hub dev`.
+    pub url: SecretString,
+    /// Maximum connections in the pool. Default: 10.
+    pub max_connections: u32,
+    /// Seconds to wait for a connection before failing. Default: 10.
+    pub connect_timeout_secs: u64,
+}
+
+/// Kafka settings shared by the consumer and the producer.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list (`bootstrap.servers`).
+    /// Default: `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// Consumer group shared by all replicas (`group.id`). Default: `event-hub`.
+    pub group_id: String,
+    /// Event topics consumed in addition to those named by active event
+    /// sources. Default: none.
+    pub topics: Vec<String>,
+    /// librdkafka properties applied to every client, such as
+    /// `security.protocol` or `sasl.mechanism`. Default: none.
+    #[serde(deserialize_with = "flatten_properties")]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the event consumer only. Default: none.
+    #[serde(deserialize_with = "flatten_properties")]
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only. Default: none.
+    #[serde(deserialize_with = "flatten_properties")]
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+/// Pipeline settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Most records processed in one database transaction. Default: 500.
+    pub batch_size: usize,
+    /// Milliseconds to wait for more records before processing a partial
+    /// batch. Default: 50.
+    pub batch_timeout_ms: u64,
+    /// Prefix of the action topics; the topic of an action is
+    /// `<prefix><flavor>.<subtype>`. Default: `event-hub.actions.`.
+    pub actions_topic_prefix: String,
+    /// Topic for records that cannot be decoded. Default: `event-hub.dlq`.
+    pub dlq_topic: String,
+    /// Milliseconds between checks of the database for changed triggers,
+    /// actions and event sources. Default: 1000.
+    pub trigger_refresh_interval_ms: u64,
+    /// Milliseconds allowed for finishing in-flight work and committing
+    /// offsets after SIGTERM. Default: 8000.
+    pub shutdown_timeout_ms: u64,
+    /// Cap of the backoff between retries of a failed database or broker
+    /// call, in milliseconds. Default: 30000.
+    pub max_retry_backoff_ms: u64,
+}
+
+impl PipelineSettings {
+    /// Returns [`Self::batch_timeout_ms`] as a duration.
+    pub fn batch_timeout(&self) -> Duration {
+        Duration::from_millis(self.batch_timeout_ms)
+    }
+
+    /// Returns [`Self::trigger_refresh_interval_ms`] as a duration.
+    pub fn trigger_refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.trigger_refresh_interval_ms)
+    }
+
+    /// Returns [`Self::shutdown_timeout_ms`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// Returns the action topic for `(flavor, subtype)`.
+    pub fn action_topic(&self, flavor: &str, subtype: &str) -> String {
+        format!("{}{flavor}.{subtype}", self.actions_topic_prefix)
+    }
+}
+
+/// Token signing settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// PKCS#8 PEM file with the Ed25519 signing key, as written by
+    /// `event-hub keys generate`. Default: none.
+    pub signing_key_file: Option<PathBuf>,
+    /// The same key inline, for secrets injected as environment variables.
+    /// Takes precedence over the file. Default: none.
+    pub signing_key: Option<SecretString>,
+    /// Key id (`kid`) put in each token header, so workers can pick the
+    /// right public key after a rotation. Default: derived from the public key.
+    pub key_id: Option<String>,
+    /// Issuer (`iss`) of the tokens. Default: `event-hub`.
+    pub issuer: String,
+}
+
+/// Log output settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` for people, `json` for log collectors. Default: `text`.
+    pub format: LogFormat,
+    /// `tracing` filter directive, such as `info` or
+    /// `event_hub=debug,rdkafka=warn`. `RUST_LOG` overrides it. Default: `info`.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+const DEFAULTS: &str = r#"
+[database]
+url = "sqlite://.event-hub/event-hub.db?mode=rwc"
+max_connections = 10
+connect_timeout_secs = 10
+
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "event-hub"
+topics = []
+properties = {}
+consumer_properties = {}
+producer_properties = {}
+
+[pipeline]
+batch_size = 500
+batch_timeout_ms = 50
+actions_topic_prefix = "event-hub.actions."
+dlq_topic = "event-hub.dlq"
+trigger_refresh_interval_ms = 1000
+shutdown_timeout_ms = 8000
+max_retry_backoff_ms = 30000
+
+[auth]
+issuer = "event-hub"
+
+[log]
+format = "text"
+filter = "info"
+"#;
+
+impl Settings {
+    /// Loads the defaults, then `file` if given, then the environment, and
+    /// validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Same as [`Self::load`], with the environment passed in (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::Config(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(file));
+        }
+        let env: config::Map<String, String> = env.into_iter().collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("kafka.topics")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+
+        let settings: Settings = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|error| Error::Config(error.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that deserialize but cannot work, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, message: &str| Err(Error::Config(format!("{key}: {message}")));
+
+        let url = self.database.url.expose_secret();
+        if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return invalid(
+                "database.url",
+                "expected a sqlite://, postgres:// or mysql:// URL",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return invalid("kafka.bootstrap_servers", "must not be empty");
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return invalid("kafka.group_id", "must not be empty");
+        }
+        for topic in &self.kafka.topics {
+            if let Err(message) = validate_topic_name(topic) {
+                return invalid("kafka.topics", &message);
+            }
+        }
+        if !(1..=100_000).contains(&self.pipeline.batch_size) {
+            return invalid("pipeline.batch_size", "must be between 1 and 100000");
+        }
+        if self.pipeline.trigger_refresh_interval_ms == 0 {
+            return invalid("pipeline.trigger_refresh_interval_ms", "must be at least 1");
+        }
+        if self.pipeline.max_retry_backoff_ms == 0 {
+            return invalid("pipeline.max_retry_backoff_ms", "must be at least 1");
+        }
+        if let Err(message) = validate_topic_name(&self.pipeline.dlq_topic) {
+            return invalid("pipeline.dlq_topic", &message);
+        }
+        if let Err(message) = validate_topic_name(&self.pipeline.action_topic("flavor", "subtype"))
+        {
+            return invalid("pipeline.actions_topic_prefix", &message);
+        }
+        if self
+            .pipeline
+            .dlq_topic
+            .starts_with(&self.pipeline.actions_topic_prefix)
+        {
+            return invalid(
+                "pipeline.dlq_topic",
+                "must not start with pipeline.actions_topic_prefix",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Names of librdkafka properties whose values are hidden in `Debug` output.
+fn is_secret_property(name: &str) -> bool {
+    ["password", "secret", "key", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |properties: &BTreeMap<String, String>| {
+            properties
+                .iter()
+                .map(|(name, value)| {
+                    let shown = if is_secret_property(name) {
+                        "[REDACTED]"
+                    } else {
+                        value.as_str()
+                    };
+                    (name.clone(), shown.to_owned())
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        formatter
+            .debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("properties", &redact(&self.properties))
+            .field("consumer_properties", &redact(&self.consumer_properties))
+            .field("producer_properties", &redact(&self.producer_properties))
+            .finish()
+    }
+}
+
+/// Deserializes a map of librdkafka properties, joining nested keys with `.`.
+///
+/// The `config` crate splits keys on `.` and environment variables on `__`,
+/// so `security.protocol` arrives as `{security: {protocol: ...}}`; this
+/// puts the dotted name back together.
+fn flatten_properties<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    fn flatten(prefix: &str, value: serde_json::Value, properties: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let name = if prefix.is_empty() {
+                        key
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    flatten(&name, value, properties);
+                }
+            }
+            serde_json::Value::String(text) => {
+                properties.insert(prefix.to_owned(), text);
+            }
+            serde_json::Value::Null => {}
+            other => {
+                properties.insert(prefix.to_owned(), other.to_string());
+            }
+        }
+    }
+
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let mut properties = BTreeMap::new();
+    flatten("", value, &mut properties);
+    Ok(properties)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let settings = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(settings.kafka.group_id, "event-hub");
+        assert_eq!(settings.pipeline.dlq_topic, "event-hub.dlq");
+        assert_eq!(
+            settings.pipeline.action_topic("builtin", "pipeline_run"),
+            "event-hub.actions.builtin.pipeline_run"
+        );
+    }
+
+    #[test]
+    fn env_reaches_nested_librdkafka_properties() {
+        let settings = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "EVENT_HUB__KAFKA__PROPERTIES__SECURITY__PROTOCOL",
+                    "SASL_SSL",
+                ),
+                ("EVENT_HUB__KAFKA__PROPERTIES__SASL__PASSWORD", "hunter2"),
+                ("EVENT_HUB__KAFKA__TOPICS", "a,b"),
+                ("EVENT_HUB__PIPELINE__BATCH_SIZE", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.kafka.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(settings.kafka.topics, vec!["a", "b"]);
+        assert_eq!(settings.pipeline.batch_size, 7);
+
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "secret printed: {printed}");
+    }
+
+    #[test]
+    fn file_layer_sits_between_defaults_and_env() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("event-hub.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\ngroup_id = \"from-file\"\nbootstrap_servers = \"file:9092\"\n[kafka.properties]\n\"client.id\" = \"hub\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load_with_env(
+            Some(&path),
+            env(&[("EVENT_HUB__KAFKA__GROUP_ID", "from-env")]),
+        )
+        .unwrap();
+        assert_eq!(settings.kafka.group_id, "from-env");
+        assert_eq!(settings.kafka.bootstrap_servers, "file:9092");
+        assert_eq!(settings.kafka.properties["client.id"], "hub");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            (
+                "EVENT_HUB__PIPELINE__BATCH_SIZE",
+                "0",
+                "pipeline.batch_size",
+            ),
+            ("EVENT_HUB__PIPELINE__BATCH_SIZE", "many", "batch_size"),
+            ("EVENT_HUB__DATABASE__URL", "oracle://x", "database.url"),
+            (
+                "EVENT_HUB__PIPELINE__DLQ_TOPIC",
+                "bad topic",
+                "pipeline.dlq_topic",
+            ),
+            (
+                "EVENT_HUB__KAFKA__BOOTSTRAP_SERVERS",
+                " ",
+                "kafka.bootstrap_servers",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let error = Settings::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(expected),
+                "{key}={value}: {error} does not name {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let error = Settings::load_with_env(Some(Path::new("/nonexistent/hub.toml")), env(&[]))
+            .unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/hub.toml"));
+    }
+
+    #[test]
+    fn database_url_is_not_printed() {
+        let settings = Settings::load_with_env(
+            None,
+            env(&[("EVENT_HUB__DATABASE__URL", "postgres://hub:s3cret@db/hub")]),
+        )
+        .unwrap();
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,111 @@
+//! Decoding of event records into [`Event`]s, by event source flavor.
+//!
+//! Decoding is pure and synchronous: it takes a record already read from
+//! Kafka and the event source it belongs to, and returns either an event
+//! ready for matching or a [`DecodeError`] whose [`reason`](DecodeError::reason)
+//! goes into the dead letter record's headers.
+//!
+//! | flavor | subtype | record value | event id |
+//! |---|---|---|---|
+//! | `github` | `webhook` | raw webhook body | `x-github-delivery`, else topic/partition/offset |
+//! | `cloudevents` | `kafka` | binary (`ce_*` headers) or structured mode | CloudEvents `source` and `id` |
+//! | `json` | `kafka` | any JSON object | topic/partition/offset |
+
+pub mod cloudevents;
+pub mod github;
+pub mod json;
+mod record;
+pub mod source;
+
+pub use record::InboundRecord;
+pub use source::{EventSource, Flavor, SourceConfiguration};
+
+use serde_json::Value;
+
+/// Longest event id stored as is; longer ids are replaced by their SHA-256.
+pub const MAX_EVENT_ID_LEN: usize = 512;
+
+/// A decoded event, ready for matching.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Idempotency key: one execution per (trigger, event id).
+    pub id: String,
+    /// Event type: the GitHub event (`push`, `tag`, `pull_request`, ...), the
+    /// CloudEvents `type`, or the JSON object's `type` field when present.
+    pub event_type: String,
+    /// The JSON document that trigger filters are matched against.
+    pub document: Value,
+    /// Small derived fields stored with each execution and sent in the
+    /// action request (`event.metadata`).
+    pub metadata: Value,
+}
+
+/// Why a record could not be decoded into an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record has no value, or an empty one.
+    #[error("record has no value")]
+    EmptyValue,
+    /// The value is not valid JSON.
+    #[error("value is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The value is JSON but not the shape the flavor expects.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// A header the flavor requires is missing or not UTF-8.
+    #[error("missing or invalid header {0:?}")]
+    MissingHeader(&'static str),
+    /// The source has a secret but the record carries no signature.
+    #[error("missing signature header x-hub-signature-256")]
+    MissingSignature,
+    /// The signature does not match the value and the source's secret.
+    #[error("signature does not match the record value")]
+    InvalidSignature,
+}
+
+impl DecodeError {
+    /// Returns a short, stable code for metrics and the `event-hub-error` header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::EmptyValue => "empty_value",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidEvent(_) => "invalid_event",
+            Self::MissingHeader(_) => "missing_header",
+            Self::MissingSignature => "missing_signature",
+            Self::InvalidSignature => "invalid_signature",
+        }
+    }
+}
+
+/// Decodes `record` as an event of `source`.
+pub fn decode(source: &EventSource, record: &InboundRecord) -> Result<Event, DecodeError> {
+    let event = match source.flavor {
+        Flavor::Github => github::decode(source, record)?,
+        Flavor::Cloudevents => cloudevents::decode(record)?,
+        Flavor::Json => json::decode(record)?,
+    };
+    Ok(Event {
+        id: bounded_event_id(event.id),
+        ..event
+    })
+}
+
+/// Replaces an event id longer than [`MAX_EVENT_ID_LEN`] by `sha256:<hex>`,
+/// so it fits the indexed column on every database.
+fn bounded_event_id(id: String) -> String {
+    use sha2::{Digest, Sha256};
+
+    if id.len() <= MAX_EVENT_ID_LEN {
+        return id;
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+}
+
+/// Parses a record value as JSON, distinguishing a missing value from bad JSON.
+pub(crate) fn parse_json(record: &InboundRecord) -> Result<Value, DecodeError> {
+    let payload = match record.payload.as_deref() {
+        None | Some([]) => return Err(DecodeError::EmptyValue),
+        Some(payload) => payload,
+    };
+    serde_json::from_slice(payload).map_err(|error| DecodeError::InvalidJson(error.to_string()))
+}

@@ -1,0 +1,24 @@
+//! event-hub relays events from Kafka topics to action requests.
+//!
+//! A record on an event topic is decoded according to its event source
+//! ([`event`]), matched against the active triggers of that source
+//! ([`matching`]), recorded as one trigger execution per matching trigger
+//! ([`store`]), and published as an action request to the topic of the
+//! action's flavor and subtype ([`dispatch`]). The [`consumer`] module runs
+//! that pipeline over a Kafka consumer group; [`cli`] is the command line.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod dev;
+pub mod dispatch;
+pub mod error;
+pub mod event;
+pub mod kafka;
+pub mod matching;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};

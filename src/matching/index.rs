@@ -1,0 +1,3 @@
+//! Index of active triggers.
+/// Placeholder.
+pub struct TriggerIndex;
