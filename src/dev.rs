@@ -1,1 +1,93 @@
-//! TODO
+//! `event-hub dev`: the daemon with an in-process Kafka-protocol broker.
+//!
+//! librdkafka's mock cluster speaks the real Kafka protocol on a loopback
+//! port, so any Kafka client can produce to it, but it keeps everything in
+//! memory: topics and records are gone when the process exits. The SQLite
+//! database and the signing key live under the data directory and survive
+//! restarts.
+//!
+//! The mock cluster is not `Send`; [`run`] keeps it on the calling task for
+//! the lifetime of the daemon.
+
+use std::path::{Path, PathBuf};
+
+use rdkafka::mocking::MockCluster;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::{daemon, store, Result};
+
+/// Options of the dev mode.
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    /// Directory for the SQLite database and the signing key.
+    pub data_dir: PathBuf,
+    /// Brokers in the mock cluster.
+    pub brokers: i32,
+}
+
+/// Starts the mock cluster, prepares the data directory and runs the daemon
+/// until `shutdown` is cancelled.
+pub async fn run(
+    mut settings: Settings,
+    options: DevOptions,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    std::fs::create_dir_all(&options.data_dir)?;
+    let cluster = MockCluster::new(options.brokers)?;
+    let bootstrap_servers = cluster.bootstrap_servers();
+
+    settings.kafka.bootstrap_servers = bootstrap_servers.clone();
+    settings
+        .kafka
+        .consumer_properties
+        .entry("allow.auto.create.topics".to_owned())
+        .or_insert_with(|| "true".to_owned());
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        options.data_dir.join("event-hub.db").display()
+    );
+    settings.database.url = SecretString::from(database_url.clone());
+
+    let (private_path, public_path) = daemon::dev_key_paths(&options.data_dir);
+    if settings.auth.signing_key.is_none() && settings.auth.signing_key_file.is_none() {
+        settings.auth.signing_key =
+            Some(daemon::load_or_generate_key(&private_path, &public_path)?);
+    }
+
+    let db = store::connect(&settings.database).await?;
+    store::migrate(&db).await?;
+    db.close().await?;
+    cluster.create_topic(&settings.pipeline.dlq_topic, 1, 1)?;
+
+    print_banner(&bootstrap_servers, &database_url, &public_path);
+    let result = daemon::run(settings, shutdown).await;
+    drop(cluster);
+    result
+}
+
+fn print_banner(bootstrap_servers: &str, database_url: &str, public_key: &Path) {
+    println!(
+        "\
+event-hub dev is running.
+
+  Kafka bootstrap servers  {bootstrap_servers}   (in memory: lost when this process exits)
+  Database                 {database_url}
+  Worker public key        {public_key}
+
+In another terminal, in this directory:
+
+  export EVENT_HUB__KAFKA__BOOTSTRAP_SERVERS={bootstrap_servers}
+  event-hub event-source create gh --flavor github --subtype webhook --topic github-events
+  event-hub action create run-pipeline --flavor builtin --subtype pipeline_run \\
+      --configuration '{{\"template_id\": \"t-1\"}}' --service-account sa-ci --auth-window-minutes 60
+  event-hub trigger create on-push --event-source gh --action run-pipeline \\
+      --filter '{{\"repo\": \"Codertocat/Hello-World\", \"branch\": \"master\", \"event_type\": \"push\"}}'
+  event-hub publish --topic github-events --header x-github-event=push --file push.json
+  event-hub execution list
+
+Stop with Ctrl-C.",
+        public_key = public_key.display()
+    );
+}

@@ -1,1 +1,109 @@
-//! TODO
+//! librdkafka client configuration built from [`KafkaSettings`].
+//!
+//! The hub's own defaults come first, then `kafka.properties`, then the
+//! client-specific property map, so an operator can override any of them.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaSettings;
+
+/// Builds the configuration of the event consumer.
+///
+/// Offsets are stored by the pipeline only after a record's executions are
+/// dispatched (`enable.auto.offset.store=false`); the periodic auto-commit
+/// then commits only stored offsets, and the pipeline commits synchronously
+/// on shutdown. A new consumer group starts at the earliest offset so that
+/// events produced before the first replica started are not skipped.
+pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("group.id", &settings.group_id)
+        .set("client.id", "event-hub")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Notice topics created after the subscription within seconds
+        // instead of librdkafka's default five minutes.
+        .set("topic.metadata.refresh.interval.ms", "5000");
+    apply(&mut config, settings, &settings.consumer_properties);
+    config
+}
+
+/// Builds the configuration of the producer of action requests and dead letters.
+///
+/// The producer is idempotent with `acks=all`, so a retried send neither
+/// duplicates nor reorders records within a partition.
+pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("client.id", "event-hub")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    apply(&mut config, settings, &settings.producer_properties);
+    config
+}
+
+fn apply(
+    config: &mut ClientConfig,
+    settings: &KafkaSettings,
+    specific: &std::collections::BTreeMap<String, String>,
+) {
+    for (name, value) in settings.properties.iter().chain(specific) {
+        config.set(name, value);
+    }
+}
+
+/// A record to produce, owned so that a batch can be sent concurrently.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboundRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key; records with the same key go to the same partition.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub payload: Vec<u8>,
+    /// Headers in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Produces `records` concurrently and waits until the broker acknowledged
+/// every one of them.
+///
+/// Returns the first delivery error; the other records may or may not have
+/// been written, so a caller that retries must tolerate duplicates.
+pub async fn produce_all(
+    producer: &rdkafka::producer::FutureProducer,
+    records: &[OutboundRecord],
+) -> Result<(), rdkafka::error::KafkaError> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    use rdkafka::util::Timeout;
+
+    let deliveries = records.iter().map(|record| {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        );
+        let mut future_record = FutureRecord::to(&record.topic)
+            .payload(&record.payload)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key);
+        }
+        producer.send(future_record, Timeout::Never)
+    });
+
+    for delivery in futures::future::join_all(deliveries).await {
+        delivery.map_err(|(error, _message)| error)?;
+    }
+    Ok(())
+}

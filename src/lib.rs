@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod daemon;
 pub mod dev;
 pub mod dispatch;
 pub mod error;

@@ -2,6 +2,7 @@
 
 pub mod index;
 pub mod pattern;
+pub mod refresh;
 
 pub use index::TriggerIndex;
 pub use pattern::{Pattern, PatternError};

@@ -1,0 +1,200 @@
+//! One batch through the pipeline: resolve, decode, match, record,
+//! dispatch.
+//!
+//! [`Pipeline::process`] either finishes every record of the batch or
+//! returns an error having stored nothing the caller relies on: executions
+//! are idempotent and action requests carry their execution id, so the
+//! caller retries the whole batch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::dead_letter::dead_letter;
+use crate::dispatch::{DispatchInput, Dispatcher};
+use crate::event::{self, Event, EventSource, InboundRecord};
+use crate::kafka::{produce_all, OutboundRecord};
+use crate::matching::index::{CompiledTrigger, TriggerIndex};
+use crate::store::entity::trigger_execution::ExecutionStatus;
+use crate::store::executions::{self, NewExecution};
+use crate::Result;
+
+/// Counts of what a batch did, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Records in the batch.
+    pub records: usize,
+    /// Records whose event matched at least one trigger.
+    pub matched: usize,
+    /// Executions recorded or found already recorded.
+    pub executions: usize,
+    /// Action requests published.
+    pub published: usize,
+    /// Records written to the dead letter topic.
+    pub dead_lettered: usize,
+    /// Records of inactive event sources, left alone.
+    pub skipped: usize,
+}
+
+/// The stateless steps of the pipeline, shared by every batch.
+#[derive(Clone)]
+pub struct Pipeline {
+    db: DatabaseConnection,
+    dispatcher: Dispatcher,
+    producer: rdkafka::producer::FutureProducer,
+    dlq_topic: String,
+}
+
+/// A decoded event and the triggers it matched.
+struct MatchedEvent<'a> {
+    source: Arc<EventSource>,
+    event: Event,
+    triggers: Vec<&'a CompiledTrigger>,
+}
+
+impl Pipeline {
+    /// Creates the pipeline.
+    pub fn new(
+        db: DatabaseConnection,
+        dispatcher: Dispatcher,
+        producer: rdkafka::producer::FutureProducer,
+        dlq_topic: String,
+    ) -> Self {
+        Self {
+            db,
+            dispatcher,
+            producer,
+            dlq_topic,
+        }
+    }
+
+    /// Processes `records` against `index`.
+    ///
+    /// Dead letters are acknowledged, executions recorded in one
+    /// transaction, and action requests of executions still `pending`
+    /// published and marked dispatched before this returns `Ok`.
+    pub async fn process(
+        &self,
+        index: &TriggerIndex,
+        records: &[InboundRecord],
+    ) -> Result<BatchOutcome> {
+        let mut outcome = BatchOutcome {
+            records: records.len(),
+            ..BatchOutcome::default()
+        };
+
+        // Resolve, decode and match: pure work on the current index.
+        let mut dead_letters: Vec<OutboundRecord> = Vec::new();
+        let mut matched: Vec<MatchedEvent<'_>> = Vec::new();
+        for record in records {
+            let source = match index.resolve_source(record) {
+                Ok(source) => Arc::clone(source),
+                Err(error) => {
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, reason = error.reason(), %error, "record dead-lettered");
+                    dead_letters.push(dead_letter(
+                        &self.dlq_topic,
+                        record,
+                        error.reason(),
+                        &error.to_string(),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            if !source.is_active {
+                tracing::debug!(topic = %record.topic, offset = record.offset, event_source = %source.name, "record skipped: event source inactive");
+                outcome.skipped += 1;
+                continue;
+            }
+            let event = match event::decode(&source, record) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, event_source = %source.name, reason = error.reason(), %error, "record dead-lettered");
+                    dead_letters.push(dead_letter(
+                        &self.dlq_topic,
+                        record,
+                        error.reason(),
+                        &error.to_string(),
+                        Some(&source.name),
+                    ));
+                    continue;
+                }
+            };
+            let triggers: Vec<&CompiledTrigger> = index.matching(source.id, &event.document);
+            tracing::debug!(event_id = %event.id, event_source = %source.name, event_type = %event.event_type, triggers = triggers.len(), "event matched");
+            if !triggers.is_empty() {
+                matched.push(MatchedEvent {
+                    source,
+                    event,
+                    triggers,
+                });
+            }
+        }
+        outcome.matched = matched.len();
+
+        // Dead letters first: a record counts as finished once its dead
+        // letter is acknowledged.
+        if !dead_letters.is_empty() {
+            produce_all(&self.producer, &dead_letters).await?;
+            outcome.dead_lettered = dead_letters.len();
+        }
+
+        // Record every (event, trigger) pair in one transaction.
+        let new_executions: Vec<NewExecution> = matched
+            .iter()
+            .flat_map(|matched| {
+                matched.triggers.iter().map(|compiled| NewExecution {
+                    trigger_id: compiled.trigger.id,
+                    event_source_id: matched.source.id,
+                    event_id: matched.event.id.clone(),
+                    event_metadata: matched.event.metadata.clone(),
+                })
+            })
+            .collect();
+        let stored = executions::record(&self.db, &new_executions).await?;
+        outcome.executions = stored.len();
+
+        // Publish the requests of executions not yet dispatched, including
+        // those left pending by an earlier failed attempt or a crash.
+        let pending: HashSet<Uuid> = stored
+            .iter()
+            .filter(|row| row.status == ExecutionStatus::Pending)
+            .map(|row| row.id)
+            .collect();
+        let metadata_by_id: std::collections::HashMap<Uuid, &serde_json::Value> = stored
+            .iter()
+            .map(|row| (row.id, &row.event_metadata))
+            .collect();
+        let mut requests = Vec::with_capacity(pending.len());
+        let mut dispatched_ids = Vec::with_capacity(pending.len());
+        let mut seen = HashSet::with_capacity(pending.len());
+        for matched in &matched {
+            for compiled in &matched.triggers {
+                let execution_id = executions::execution_id(compiled.trigger.id, &matched.event.id);
+                if !pending.contains(&execution_id) || !seen.insert(execution_id) {
+                    continue;
+                }
+                let metadata = metadata_by_id
+                    .get(&execution_id)
+                    .copied()
+                    .unwrap_or(&matched.event.metadata);
+                requests.push(self.dispatcher.build(&DispatchInput {
+                    execution_id,
+                    trigger: &compiled.trigger,
+                    action: &compiled.action,
+                    source: &matched.source,
+                    event: &matched.event,
+                    metadata,
+                })?);
+                dispatched_ids.push(execution_id);
+            }
+        }
+        self.dispatcher.publish(&requests).await?;
+        executions::mark_dispatched(&self.db, &dispatched_ids).await?;
+        outcome.published = requests.len();
+
+        Ok(outcome)
+    }
+}

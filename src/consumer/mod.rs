@@ -1,0 +1,288 @@
+//! The event consumer: reads batches from the event topics and runs them
+//! through the [`Pipeline`].
+//!
+//! One task owns the Kafka consumer and processes one batch at a time, so
+//! every record of a batch is finished (dispatched, skipped or
+//! dead-lettered) before its offset is stored. librdkafka's auto-commit then
+//! commits only stored offsets, and [`Consumer::run`] commits synchronously
+//! when it stops. A crash between dispatch and commit redelivers records
+//! whose executions exist already; they are not recorded twice.
+//!
+//! The subscription follows the trigger index: the configured topics plus
+//! every topic named by an active event source, re-subscribed when that set
+//! changes.
+
+mod batch;
+pub mod dead_letter;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use batch::{BatchOutcome, Pipeline};
+
+use crate::event::InboundRecord;
+use crate::matching::TriggerIndex;
+use crate::Result;
+
+/// Batching and retry limits of the consumer loop.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    /// Most records per batch.
+    pub batch_size: usize,
+    /// Longest wait for more records once a batch has its first one.
+    pub batch_timeout: Duration,
+    /// Topics consumed whatever the event sources say.
+    pub static_topics: Vec<String>,
+    /// Cap of the backoff between retries of a failed batch.
+    pub max_retry_backoff: Duration,
+}
+
+/// Reads event topics and feeds the pipeline.
+pub struct Consumer {
+    consumer: StreamConsumer,
+    pipeline: Pipeline,
+    options: ConsumerOptions,
+    index: watch::Receiver<Arc<TriggerIndex>>,
+    subscribed: BTreeSet<String>,
+}
+
+impl Consumer {
+    /// Creates the consumer loop; nothing is subscribed until [`Self::run`].
+    pub fn new(
+        consumer: StreamConsumer,
+        pipeline: Pipeline,
+        options: ConsumerOptions,
+        index: watch::Receiver<Arc<TriggerIndex>>,
+    ) -> Self {
+        Self {
+            consumer,
+            pipeline,
+            options,
+            index,
+            subscribed: BTreeSet::new(),
+        }
+    }
+
+    /// Consumes until `shutdown` is cancelled, then commits the stored
+    /// offsets and leaves the consumer group.
+    ///
+    /// A batch that is being processed when `shutdown` fires is finished
+    /// first; only a batch stuck in retries is abandoned, uncommitted, to be
+    /// redelivered to another replica.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        self.follow_index();
+        let mut index_open = true;
+
+        loop {
+            // `biased`: check shutdown first so that a busy topic cannot
+            // starve a stop request, then index changes, then records.
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                changed = self.index.changed(), if index_open => {
+                    if changed.is_err() {
+                        // A closed channel would fire again at once: stop watching it.
+                        tracing::warn!("trigger index refresher stopped; keeping the last index");
+                        index_open = false;
+                    }
+                    self.follow_index();
+                    continue;
+                }
+                message = self.consumer.recv(), if !self.subscribed.is_empty() => message,
+            };
+
+            let first = match first {
+                Ok(message) => InboundRecord::from_message(&message),
+                Err(error) => {
+                    log_consumer_error(&error);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let batch = self.fill_batch(first).await;
+
+            if !self.process_with_retries(&batch, &shutdown).await {
+                break;
+            }
+            self.store_offsets(&batch);
+        }
+
+        self.commit_on_shutdown();
+        Ok(())
+    }
+
+    /// Reads more records after `first` until the batch is full or the
+    /// batch timeout passes.
+    async fn fill_batch(&self, first: InboundRecord) -> Vec<InboundRecord> {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + self.options.batch_timeout;
+        while batch.len() < self.options.batch_size {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(InboundRecord::from_message(&message)),
+                Ok(Err(error)) => {
+                    log_consumer_error(&error);
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        batch
+    }
+
+    /// Runs the batch until it succeeds, retrying with capped exponential
+    /// backoff and jitter. Returns `false` if shutdown interrupted the retries.
+    async fn process_with_retries(
+        &self,
+        batch: &[InboundRecord],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut attempt: u32 = 0;
+        loop {
+            let index = self.index.borrow().clone();
+            match self.pipeline.process(&index, batch).await {
+                Ok(outcome) => {
+                    tracing::debug!(?outcome, "batch processed");
+                    if outcome.published > 0 || outcome.dead_lettered > 0 {
+                        tracing::info!(
+                            records = outcome.records,
+                            executions = outcome.executions,
+                            action_requests = outcome.published,
+                            dead_letters = outcome.dead_lettered,
+                            "batch processed"
+                        );
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    attempt = attempt.saturating_add(1);
+                    let delay = backoff(attempt, self.options.max_retry_backoff);
+                    let first = &batch[0];
+                    tracing::warn!(
+                        %error,
+                        attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        records = batch.len(),
+                        topic = %first.topic,
+                        partition = first.partition,
+                        offset = first.offset,
+                        "batch failed; retrying"
+                    );
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => {
+                            tracing::warn!(records = batch.len(), "shutdown during retries; the batch stays uncommitted and will be redelivered");
+                            return false;
+                        }
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores the offset after the last record of each partition in the
+    /// batch; auto-commit sends it to the broker.
+    fn store_offsets(&self, batch: &[InboundRecord]) {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for record in batch {
+            let entry = next
+                .entry((record.topic.as_str(), record.partition))
+                .or_insert(0);
+            *entry = (*entry).max(record.offset + 1);
+        }
+        let mut offsets = TopicPartitionList::with_capacity(next.len());
+        for ((topic, partition), offset) in next {
+            if let Err(error) =
+                offsets.add_partition_offset(topic, partition, Offset::Offset(offset))
+            {
+                tracing::error!(%error, topic, partition, offset, "cannot build the offset list");
+            }
+        }
+        // Storing fails for a partition revoked while the batch ran; its
+        // records are redelivered to the new owner, which finds their
+        // executions recorded.
+        if let Err(error) = self.consumer.store_offsets(&offsets) {
+            tracing::warn!(%error, "offsets not stored; the records will be redelivered");
+        }
+    }
+
+    /// Subscribes to the configured topics plus those of active event
+    /// sources, if that set changed.
+    fn follow_index(&mut self) {
+        let mut topics: BTreeSet<String> = self.index.borrow().topics();
+        topics.extend(self.options.static_topics.iter().cloned());
+        if topics == self.subscribed {
+            return;
+        }
+
+        if topics.is_empty() {
+            self.consumer.unsubscribe();
+            tracing::warn!(
+                "no topics to consume: create an event source with --topic, or set kafka.topics"
+            );
+        } else {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            if let Err(error) = self.consumer.subscribe(&names) {
+                tracing::error!(%error, ?names, "subscription failed; keeping the previous one");
+                return;
+            }
+            tracing::info!(topics = ?names, "subscribed");
+        }
+        self.subscribed = topics;
+    }
+
+    fn commit_on_shutdown(&self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::info!("offsets committed"),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                tracing::info!("no new offsets to commit");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "final offset commit failed; uncommitted records will be redelivered")
+            }
+        }
+    }
+}
+
+/// Logs a consumer error; a missing topic is expected until it is created.
+fn log_consumer_error(error: &KafkaError) {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            tracing::warn!(%error, "subscribed topic does not exist yet");
+        }
+        _ => tracing::error!(%error, "consumer error"),
+    }
+}
+
+/// Returns the delay before retry `attempt`: 100 ms doubled per attempt,
+/// capped at `max`, with the upper half randomized so replicas spread out.
+pub fn backoff(attempt: u32, max: Duration) -> Duration {
+    let exponential = Duration::from_millis(100).saturating_mul(1 << attempt.min(16));
+    let capped = exponential.min(max);
+    let half = capped / 2;
+    half + half.mul_f64(rand::thread_rng().gen::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let max = Duration::from_secs(5);
+        for attempt in 1..40 {
+            let delay = backoff(attempt, max);
+            assert!(delay <= max, "attempt {attempt}: {delay:?}");
+        }
+        assert!(backoff(1, max) <= Duration::from_millis(200));
+        assert!(backoff(30, max) >= Duration::from_millis(2500));
+    }
+}

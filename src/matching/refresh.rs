@@ -1,0 +1,91 @@
+//! Keeps the trigger index in step with the database.
+//!
+//! [`refresh_loop`] polls the database fingerprint every
+//! `pipeline.trigger_refresh_interval_ms` and, when it changed, loads the
+//! active triggers, builds a new [`TriggerIndex`] and publishes it on the
+//! watch channel. Readers are never blocked: they hold the previous index
+//! until they next borrow the channel. A failed poll keeps the current index
+//! and is retried at the next tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::TriggerIndex;
+use crate::store::resources::{self, Fingerprint};
+use crate::Result;
+
+/// Loads every active trigger and builds a fresh index.
+pub async fn load_index(db: &DatabaseConnection) -> Result<TriggerIndex> {
+    let snapshot = resources::load_active(db).await?;
+    Ok(TriggerIndex::build(
+        &snapshot.event_sources,
+        &snapshot.actions,
+        &snapshot.triggers,
+    ))
+}
+
+/// Loads the first index and returns the channel that later ones are sent on.
+pub async fn initial_index(
+    db: &DatabaseConnection,
+) -> Result<(watch::Sender<Arc<TriggerIndex>>, Fingerprint)> {
+    let fingerprint = resources::fingerprint(db).await?;
+    let index = load_index(db).await?;
+    tracing::info!(triggers = index.trigger_count(), "trigger index loaded");
+    let (sender, _receiver) = watch::channel(Arc::new(index));
+    Ok((sender, fingerprint))
+}
+
+/// Polls for changes until `shutdown` is cancelled.
+pub async fn refresh_loop(
+    db: DatabaseConnection,
+    sender: watch::Sender<Arc<TriggerIndex>>,
+    mut fingerprint: Fingerprint,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures: u32 = 0;
+
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+
+        let current = match resources::fingerprint(&db).await {
+            Ok(current) => current,
+            Err(error) => {
+                failures += 1;
+                // Log the first failure and then one in sixty, not every tick.
+                if failures == 1 || failures % 60 == 0 {
+                    tracing::warn!(%error, failures, "cannot poll the database for trigger changes; keeping the current index");
+                }
+                continue;
+            }
+        };
+        if failures > 0 {
+            tracing::info!(failures, "database reachable again for trigger changes");
+            failures = 0;
+        }
+        if current == fingerprint {
+            continue;
+        }
+
+        match load_index(&db).await {
+            Ok(index) => {
+                tracing::info!(triggers = index.trigger_count(), "trigger index rebuilt");
+                fingerprint = current;
+                sender.send_replace(Arc::new(index));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reload triggers; keeping the current index");
+            }
+        }
+    }
+}
