@@ -5,6 +5,7 @@
 //! line on stderr and exit status 1. clap itself exits with status 2 on a
 //! usage error.
 
+mod consume;
 mod daemon;
 mod executions;
 mod keys;
@@ -65,6 +66,9 @@ pub enum Command {
     Execution(executions::ExecutionCommand),
     /// Produce one record to a Kafka topic, for example a webhook payload.
     Publish(publish::PublishArgs),
+    /// Print the records of a topic as JSON lines, for example action
+    /// requests or dead letters.
+    Consume(consume::ConsumeArgs),
     /// Manage the key pair that signs the tokens in action requests.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -88,10 +92,27 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins an error and its causes into one line, leaving out a cause whose
+/// text the line already contains (the library's errors embed their source).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 /// Runs one parsed command.
@@ -134,6 +155,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => {
             telemetry::init(&settings.log, Some("warn"));
             publish::run(&settings, args).await
+        }
+        Command::Consume(args) => {
+            telemetry::init(&settings.log, Some("warn"));
+            consume::run(&settings, args).await
         }
         Command::Keys(command) => keys::run(command),
     }

@@ -1,0 +1,86 @@
+//! `consume`: print records of a topic, for example action requests or
+//! dead letters, as JSON lines.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers as _, Message as _};
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+
+/// Arguments of `event-hub consume`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    /// Topic to read, such as event-hub.actions.builtin.pipeline_run or event-hub.dlq.
+    #[arg(long, short = 't')]
+    pub topic: String,
+
+    /// Stop after this many records.
+    #[arg(long, short = 'n', value_name = "COUNT")]
+    pub max_records: Option<usize>,
+
+    /// Stop after this many seconds without a new record.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub idle_timeout: u64,
+}
+
+/// Reads the topic from its beginning, without a consumer group commit,
+/// and prints one JSON object per record.
+pub async fn run(settings: &Settings, args: ConsumeArgs) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .set(
+            "group.id",
+            format!("event-hub-consume-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[&args.topic])
+        .with_context(|| format!("cannot subscribe to {}", args.topic))?;
+
+    let idle = Duration::from_secs(args.idle_timeout);
+    let mut printed = 0;
+    while args.max_records.is_none_or(|max| printed < max) {
+        let message = match tokio::time::timeout(idle, consumer.recv()).await {
+            Err(_elapsed) => break,
+            Ok(message) => message.with_context(|| format!("cannot read {}", args.topic))?,
+        };
+        let headers: serde_json::Map<String, Value> = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        let value = header
+                            .value
+                            .map(|value| Value::String(String::from_utf8_lossy(value).into_owned()))
+                            .unwrap_or(Value::Null);
+                        (header.key.to_owned(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let value = message.payload().map(|payload| {
+            serde_json::from_slice::<Value>(payload)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
+        });
+        let line = json!({
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "key": message.key().map(|key| String::from_utf8_lossy(key).into_owned()),
+            "headers": headers,
+            "value": value,
+        });
+        println!("{line}");
+        printed += 1;
+    }
+    eprintln!("{printed} record(s) read from {}", args.topic);
+    Ok(())
+}
