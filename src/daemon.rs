@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use migrations::{Migrator, MigratorTrait};
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::util::Timeout;
 use secrecy::SecretString;
@@ -34,7 +33,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
 
     let signer = TokenSigner::from_settings(&settings.auth)?;
     let producer: FutureProducer = kafka::producer_config(&settings.kafka).create()?;
-    let consumer: StreamConsumer = kafka::consumer_config(&settings.kafka).create()?;
+    let consumer: kafka::EventConsumer =
+        kafka::consumer_config(&settings.kafka).create_with_context(kafka::ConsumerLogContext)?;
 
     let (index_sender, fingerprint) = refresh::initial_index(&db).await?;
     let index = index_sender.subscribe();

@@ -107,3 +107,90 @@ pub async fn produce_all(
     }
     Ok(())
 }
+
+/// Client context of the event consumer: routes librdkafka's logs and
+/// errors to `tracing` and logs rebalances and commits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsumerLogContext;
+
+impl rdkafka::ClientContext for ConsumerLogContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        match level {
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
+                tracing::error!(facility, "librdkafka: {message}");
+            }
+            Level::Warning => tracing::warn!(facility, "librdkafka: {message}"),
+            Level::Notice | Level::Info => tracing::info!(facility, "librdkafka: {message}"),
+            Level::Debug => tracing::debug!(facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        match error.rdkafka_error_code() {
+            // Expected until a topic named by an event source is created.
+            Some(Code::UnknownTopicOrPartition | Code::UnknownTopic) => {
+                tracing::warn!(%error, "librdkafka: {reason}");
+            }
+            // librdkafka reconnects by itself; the pipeline retries its calls.
+            Some(Code::BrokerTransportFailure | Code::AllBrokersDown) => {
+                tracing::warn!(%error, "librdkafka: {reason}");
+            }
+            _ => tracing::error!(%error, "librdkafka: {reason}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ConsumerLogContext {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Rebalance;
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = %describe(partitions), "partitions assigned");
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(partitions = %describe(partitions), "partitions revoked");
+            }
+            Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &rdkafka::TopicPartitionList,
+    ) {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode;
+        match result {
+            Ok(()) => tracing::debug!(offsets = %describe(offsets), "offsets committed"),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                tracing::warn!(%error, offsets = %describe(offsets), "offset commit failed")
+            }
+        }
+    }
+}
+
+/// Formats a partition list as `topic/partition@offset, ...` for logs.
+fn describe(partitions: &rdkafka::TopicPartitionList) -> String {
+    partitions
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            rdkafka::Offset::Offset(offset) => {
+                format!("{}/{}@{offset}", element.topic(), element.partition())
+            }
+            _ => format!("{}/{}", element.topic(), element.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The event consumer type used by the daemon.
+pub type EventConsumer = rdkafka::consumer::StreamConsumer<ConsumerLogContext>;

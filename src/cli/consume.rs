@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::config::Settings;
@@ -26,23 +27,29 @@ pub struct ConsumeArgs {
     pub idle_timeout: u64,
 }
 
-/// Reads the topic from its beginning, without a consumer group commit,
-/// and prints one JSON object per record.
+/// Reads every partition of the topic from its beginning, without joining
+/// a consumer group, and prints one JSON object per record.
 pub async fn run(settings: &Settings, args: ConsumeArgs) -> anyhow::Result<()> {
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
-        .set(
-            "group.id",
-            format!("event-hub-consume-{}", uuid::Uuid::new_v4()),
-        )
+        .set("group.id", "event-hub-consume")
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
         .create()
         .context("cannot create the Kafka consumer")?;
+
+    let idle = Duration::from_secs(args.idle_timeout);
+    let Some(partitions) = wait_for_partitions(&consumer, &args.topic, idle).await? else {
+        eprintln!("topic {} does not exist; 0 records read", args.topic);
+        return Ok(());
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment.add_partition_offset(&args.topic, partition, Offset::Beginning)?;
+    }
     consumer
-        .subscribe(&[&args.topic])
-        .with_context(|| format!("cannot subscribe to {}", args.topic))?;
+        .assign(&assignment)
+        .with_context(|| format!("cannot read {}", args.topic))?;
 
     let idle = Duration::from_secs(args.idle_timeout);
     let mut printed = 0;
@@ -83,4 +90,32 @@ pub async fn run(settings: &Settings, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     eprintln!("{printed} record(s) read from {}", args.topic);
     Ok(())
+}
+
+/// Returns the partition numbers of `topic`, waiting up to `timeout` for it
+/// to be created, or `None` if it still does not exist.
+async fn wait_for_partitions(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Option<Vec<i32>>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("cannot fetch the metadata of {topic}"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|entry| entry.name() == topic && entry.error().is_none())
+            .flat_map(|entry| entry.partitions().iter().map(|partition| partition.id()))
+            .collect();
+        if !partitions.is_empty() {
+            return Ok(Some(partitions));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

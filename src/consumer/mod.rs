@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use batch::{BatchOutcome, Pipeline};
 
 use crate::event::InboundRecord;
+use crate::kafka::EventConsumer;
 use crate::matching::TriggerIndex;
 use crate::Result;
 
@@ -47,7 +48,7 @@ pub struct ConsumerOptions {
 
 /// Reads event topics and feeds the pipeline.
 pub struct Consumer {
-    consumer: StreamConsumer,
+    consumer: EventConsumer,
     pipeline: Pipeline,
     options: ConsumerOptions,
     index: watch::Receiver<Arc<TriggerIndex>>,
@@ -57,7 +58,7 @@ pub struct Consumer {
 impl Consumer {
     /// Creates the consumer loop; nothing is subscribed until [`Self::run`].
     pub fn new(
-        consumer: StreamConsumer,
+        consumer: EventConsumer,
         pipeline: Pipeline,
         options: ConsumerOptions,
         index: watch::Receiver<Arc<TriggerIndex>>,

@@ -63,7 +63,7 @@ pub async fn refresh_loop(
             Err(error) => {
                 failures += 1;
                 // Log the first failure and then one in sixty, not every tick.
-                if failures == 1 || failures % 60 == 0 {
+                if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(%error, failures, "cannot poll the database for trigger changes; keeping the current index");
                 }
                 continue;

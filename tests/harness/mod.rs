@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+pub mod tansu;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,127 @@
+//! A `tansu` broker as a separate process, for end-to-end tests against a
+//! Kafka-protocol broker outside the test process.
+//!
+//! The binary is taken from `EVENT_HUB_TEST_TANSU`, else from `PATH`, else
+//! from `~/.cargo/bin`. When it is missing the tests that need it are
+//! skipped with a note, unless `EVENT_HUB_TEST_REQUIRE_TANSU=1` (set by CI),
+//! which makes a missing broker a failure.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+/// Set to `1` to fail, rather than skip, when tansu is not installed.
+pub const REQUIRE_TANSU_ENV: &str = "EVENT_HUB_TEST_REQUIRE_TANSU";
+
+/// A tansu broker with in-memory storage on a free loopback port.
+pub struct Tansu {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub bootstrap_servers: String,
+    _directory: tempfile::TempDir,
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("EVENT_HUB_TEST_TANSU") {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|directory| directory.join("tansu"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let candidate = PathBuf::from(home).join(".cargo/bin/tansu");
+        candidate.is_file().then_some(candidate)
+    })
+}
+
+impl Tansu {
+    /// Starts a broker, or returns `None` (after a note) when tansu is not
+    /// installed and not required.
+    pub fn start() -> Option<Self> {
+        let Some(binary) = find_binary() else {
+            let message = "tansu is not installed (cargo install tansu --version 0.6.0 --locked --features dynostore,libsql)";
+            if std::env::var(REQUIRE_TANSU_ENV).as_deref() == Ok("1") {
+                panic!("{message}");
+            }
+            eprintln!("note: skipping: {message}");
+            return None;
+        };
+
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        // An empty working directory, so no stray .env file configures it.
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let log = std::fs::File::create(directory.path().join("tansu.log")).expect("log file");
+        let child = Command::new(binary)
+            .current_dir(directory.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+
+        let tansu = Self {
+            child,
+            bootstrap_servers: format!("127.0.0.1:{port}"),
+            _directory: directory,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "tansu did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(tansu)
+    }
+
+    /// Creates `topics` with `partitions` partitions each.
+    pub async fn create_topics(&self, topics: &[&str], partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .create()
+            .expect("admin client");
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .expect("CreateTopics");
+        for result in results {
+            result.unwrap_or_else(|(topic, error)| panic!("creating {topic} failed: {error:?}"));
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
