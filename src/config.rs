@@ -290,6 +290,12 @@ impl Settings {
                 "must not start with pipeline.actions_topic_prefix",
             );
         }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return invalid(
+                "log.filter",
+                &format!("not a tracing filter directive: {error}"),
+            );
+        }
         Ok(())
     }
 }
@@ -449,6 +455,8 @@ mod tests {
                 " ",
                 "kafka.bootstrap_servers",
             ),
+            ("EVENT_HUB__LOG__FILTER", "info,[", "log.filter"),
+            ("EVENT_HUB__LOG__FORMAT", "xml", "format"),
         ];
         for (key, value, expected) in cases {
             let error = Settings::load_with_env(None, env(&[(key, value)])).unwrap_err();

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use migrations::{Migrator, MigratorTrait};
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::util::Timeout;
 use secrecy::SecretString;
@@ -18,18 +17,11 @@ use crate::config::Settings;
 use crate::consumer::{Consumer, ConsumerOptions, Pipeline};
 use crate::dispatch::Dispatcher;
 use crate::matching::refresh;
-use crate::{kafka, store, Error, Result};
+use crate::{kafka, store, Result};
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> {
-    let db = store::connect(&settings.database).await?;
-    let pending = Migrator::get_pending_migrations(&db).await?;
-    if !pending.is_empty() {
-        return Err(Error::Config(format!(
-            "database.url: the database lacks {} migration(s); run `event-hub migrate` first",
-            pending.len()
-        )));
-    }
+    let db = store::connect_migrated(&settings.database).await?;
 
     let signer = TokenSigner::from_settings(&settings.auth)?;
     let producer: FutureProducer = kafka::producer_config(&settings.kafka).create()?;

@@ -67,8 +67,13 @@ pub async fn run(
     result
 }
 
+/// Prints what to try next. A closed stdout is not an error: the daemon keeps
+/// running when whoever started it stopped reading.
 fn print_banner(bootstrap_servers: &str, database_url: &str, public_key: &Path) {
-    println!(
+    use std::io::Write as _;
+
+    let _ignored = writeln!(
+        std::io::stdout().lock(),
         "\
 event-hub dev is running.
 

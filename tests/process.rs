@@ -281,3 +281,159 @@ async fn tansu_sigkill_mid_stream_loses_and_duplicates_nothing() {
     );
     database.drop_database().await;
 }
+
+/// Runs `event-hub` with `arguments` in `directory`, the way a user in a
+/// second terminal would, and returns its stdout; panics with its stderr on
+/// failure.
+fn cli(directory: &std::path::Path, bootstrap_servers: &str, arguments: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_event-hub"))
+        .args(arguments)
+        .current_dir(directory)
+        .env("EVENT_HUB__KAFKA__BOOTSTRAP_SERVERS", bootstrap_servers)
+        .env_remove("EVENT_HUB__DATABASE__URL")
+        .output()
+        .expect("event-hub runs");
+    assert!(
+        output.status.success(),
+        "event-hub {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_walkthrough_from_the_readme() {
+    use std::io::BufRead as _;
+
+    let directory = tempfile::tempdir().unwrap();
+    let mut dev = std::process::Command::new(env!("CARGO_BIN_EXE_event-hub"))
+        .arg("dev")
+        .current_dir(directory.path())
+        .env_remove("EVENT_HUB__DATABASE__URL")
+        .env_remove("EVENT_HUB__KAFKA__BOOTSTRAP_SERVERS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The banner names the broker. Keep reading stdout afterwards, as a
+    // terminal would.
+    let stdout = std::io::BufReader::new(dev.stdout.take().unwrap());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("Kafka bootstrap servers") {
+                let _ = sender.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let bootstrap_servers = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dev prints its bootstrap servers");
+    let run = |arguments: &[&str]| cli(directory.path(), &bootstrap_servers, arguments);
+
+    run(&[
+        "event-source",
+        "create",
+        "gh",
+        "--flavor",
+        "github",
+        "--subtype",
+        "webhook",
+        "--topic",
+        "github-events",
+    ]);
+    run(&[
+        "action",
+        "create",
+        "run-pipeline",
+        "--flavor",
+        "builtin",
+        "--subtype",
+        "pipeline_run",
+        "--configuration",
+        r#"{"template_id": "t-1"}"#,
+        "--service-account",
+        "sa-ci",
+        "--auth-window-minutes",
+        "60",
+    ]);
+    run(&[
+        "trigger",
+        "create",
+        "on-push",
+        "--event-source",
+        "gh",
+        "--action",
+        "run-pipeline",
+        "--filter",
+        r#"{"repo": "Codertocat/Hello-World", "branch": "master", "event_type": "push"}"#,
+    ]);
+    let fixture = harness::fixtures_dir().join("push/with-new-branch.payload.json");
+    run(&[
+        "publish",
+        "--topic",
+        "github-events",
+        "--header",
+        "x-github-event=push",
+        "--header",
+        "x-github-delivery=walkthrough-1",
+        "--file",
+        fixture.to_str().unwrap(),
+    ]);
+
+    let dispatched = wait_until(Duration::from_secs(30), || async {
+        let listed: serde_json::Value =
+            serde_json::from_str(&run(&["execution", "list", "--output", "json"])).unwrap();
+        listed
+            .as_array()
+            .is_some_and(|rows| rows.len() == 1 && rows[0]["status"] == "dispatched")
+    })
+    .await;
+    assert!(dispatched, "the push became a dispatched execution");
+
+    let consumed = run(&[
+        "consume",
+        "--topic",
+        ACTION_TOPIC,
+        "--max-records",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]);
+    let record: serde_json::Value = serde_json::from_str(consumed.lines().next().unwrap()).unwrap();
+    let request: event_hub::dispatch::ActionRequest =
+        serde_json::from_value(record["value"].clone()).unwrap();
+    let mut verifier = event_hub::auth::TokenVerifier::new(Some("event-hub".into()));
+    let public_pem =
+        std::fs::read_to_string(directory.path().join(".event-hub/signing-key.pub.pem")).unwrap();
+    verifier.add_public_pem(&public_pem).unwrap();
+    let claims = verifier
+        .verify(&request.auth.token, "builtin.pipeline_run")
+        .unwrap();
+    assert_eq!(claims.jti, request.execution_id.to_string());
+    assert_eq!(request.event.id, "walkthrough-1");
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &dev.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = dev.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "dev exits within 10 s of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "dev exit status {exit}");
+}

@@ -74,6 +74,10 @@ pub enum Command {
     Keys(keys::KeysCommand),
 }
 
+/// Log filter of the one-shot Kafka commands: librdkafka logs every failed
+/// connection attempt, while the command reports the outcome in one line.
+const CLIENT_LOG_FILTER: &str = "warn,rdkafka=off,librdkafka=off";
+
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -134,30 +138,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::EventSource(command) => {
             telemetry::init(&settings.log, Some("warn"));
-            let db = crate::store::connect(&settings.database).await?;
+            let db = crate::store::connect_migrated(&settings.database).await?;
             resources::run_event_source(&db, command).await
         }
         Command::Action(command) => {
             telemetry::init(&settings.log, Some("warn"));
-            let db = crate::store::connect(&settings.database).await?;
+            let db = crate::store::connect_migrated(&settings.database).await?;
             resources::run_action(&db, command).await
         }
         Command::Trigger(command) => {
             telemetry::init(&settings.log, Some("warn"));
-            let db = crate::store::connect(&settings.database).await?;
+            let db = crate::store::connect_migrated(&settings.database).await?;
             resources::run_trigger(&db, command).await
         }
         Command::Execution(command) => {
             telemetry::init(&settings.log, Some("warn"));
-            let db = crate::store::connect(&settings.database).await?;
+            let db = crate::store::connect_migrated(&settings.database).await?;
             executions::run(&db, command).await
         }
         Command::Publish(args) => {
-            telemetry::init(&settings.log, Some("warn"));
+            telemetry::init(&settings.log, Some(CLIENT_LOG_FILTER));
             publish::run(&settings, args).await
         }
         Command::Consume(args) => {
-            telemetry::init(&settings.log, Some("warn"));
+            telemetry::init(&settings.log, Some(CLIENT_LOG_FILTER));
             consume::run(&settings, args).await
         }
         Command::Keys(command) => keys::run(command),

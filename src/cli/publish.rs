@@ -32,7 +32,7 @@ pub struct PublishArgs {
     pub file: Option<PathBuf>,
 
     /// Seconds to wait for the broker's acknowledgement.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub timeout: u64,
 }
 

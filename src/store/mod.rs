@@ -48,6 +48,25 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     Ok(())
 }
 
+/// Fails with an error that says what to run when the database lacks migrations.
+pub async fn ensure_migrated(db: &DatabaseConnection) -> Result<()> {
+    let pending = Migrator::get_pending_migrations(db).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Config(format!(
+        "database.url: the database lacks {} migration(s); run `event-hub migrate` first",
+        pending.len()
+    )))
+}
+
+/// Opens the configured database and checks that it is migrated.
+pub async fn connect_migrated(settings: &DatabaseSettings) -> Result<DatabaseConnection> {
+    let db = connect(settings).await?;
+    ensure_migrated(&db).await?;
+    Ok(db)
+}
+
 /// Returns the file path of a `sqlite://` URL, or `None` for other URLs and
 /// for in-memory SQLite.
 fn sqlite_file_path(url: &str) -> Option<&str> {
