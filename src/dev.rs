@@ -67,8 +67,8 @@ pub async fn run(
     result
 }
 
-/// Prints what to try next. A closed stdout is not an error: the daemon keeps
-/// running when whoever started it stopped reading.
+/// Prints what to try next. A closed stdout is not an error, so the daemon
+/// keeps running when its parent stops reading.
 fn print_banner(bootstrap_servers: &str, database_url: &str, public_key: &Path) {
     use std::io::Write as _;
 

@@ -9,8 +9,8 @@ use crate::config::KafkaSettings;
 
 /// Builds the configuration of the event consumer.
 ///
-/// Offsets are stored by the pipeline only after a record's executions are
-/// dispatched (`enable.auto.offset.store=false`); the periodic auto-commit
+/// The pipeline stores an offset only after the record's executions are
+/// dispatched (`enable.auto.offset.store=false`). The periodic auto-commit
 /// then commits only stored offsets, and the pipeline commits synchronously
 /// on shutdown. A new consumer group starts at the earliest offset so that
 /// events produced before the first replica started are not skipped.

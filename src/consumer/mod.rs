@@ -36,11 +36,11 @@ use crate::Result;
 /// Batching and retry limits of the consumer loop.
 #[derive(Clone, Debug)]
 pub struct ConsumerOptions {
-    /// Most records per batch.
+    /// Maximum records per batch.
     pub batch_size: usize,
-    /// Longest wait for more records once a batch has its first one.
+    /// Maximum wait for more records once a batch has its first one.
     pub batch_timeout: Duration,
-    /// Topics consumed whatever the event sources say.
+    /// Topics consumed in addition to those of active event sources.
     pub static_topics: Vec<String>,
     /// Cap of the backoff between retries of a failed batch.
     pub max_retry_backoff: Duration,

@@ -84,12 +84,17 @@ pub struct SourceConfiguration {
 impl SourceConfiguration {
     /// Parses and validates the `configuration` of an event source.
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let configuration: Self = serde_json::from_value(value.clone())
+        let mut configuration: Self = serde_json::from_value(value.clone())
             .map_err(|error| Error::invalid("configuration", error.to_string()))?;
         for topic in &configuration.topics {
             validate_topic_name(topic)
                 .map_err(|message| Error::invalid("configuration.topics", message))?;
         }
+        // A topic listed twice means the same as once; keep the first.
+        let mut seen = std::collections::HashSet::new();
+        configuration
+            .topics
+            .retain(|topic| seen.insert(topic.clone()));
         if configuration.secret.as_deref() == Some("") {
             return Err(Error::invalid(
                 "configuration.secret",
