@@ -6,6 +6,7 @@
 //! it in-process with their own settings and token.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::util::Timeout;
@@ -16,6 +17,7 @@ use crate::auth::{self, TokenSigner};
 use crate::config::Settings;
 use crate::consumer::{Consumer, ConsumerOptions, Pipeline};
 use crate::dispatch::Dispatcher;
+use crate::health::Health;
 use crate::matching::refresh;
 use crate::{kafka, store, Result};
 
@@ -25,8 +27,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
 
     let signer = TokenSigner::from_settings(&settings.auth)?;
     let producer: FutureProducer = kafka::producer_config(&settings.kafka).create()?;
-    let consumer: kafka::EventConsumer =
-        kafka::consumer_config(&settings.kafka).create_with_context(kafka::ConsumerLogContext)?;
+    let health = Arc::new(Health::default());
+    let consumer: kafka::EventConsumer = kafka::consumer_config(&settings.kafka)
+        .create_with_context(kafka::EventConsumerContext::new(Arc::clone(&health)))?;
 
     let (index_sender, fingerprint) = refresh::initial_index(&db).await?;
     let index = index_sender.subscribe();
@@ -61,7 +64,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
         key_id = signer.key_id(),
         "event-hub started"
     );
-    let result = Consumer::new(consumer, pipeline, options, index)
+    let result = Consumer::new(consumer, pipeline, options, index, Arc::clone(&health))
         .run(shutdown.clone())
         .await;
 

@@ -6,6 +6,7 @@
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaSettings;
+use crate::health::Health;
 
 /// Builds the configuration of the event consumer.
 ///
@@ -23,6 +24,9 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Rebalances move only the partitions that change owner, so adding
+        // or losing a replica does not stop the others.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         // Notice topics created after the subscription within seconds
         // instead of librdkafka's default five minutes.
         .set("topic.metadata.refresh.interval.ms", "5000");
@@ -109,11 +113,21 @@ pub async fn produce_all(
 }
 
 /// Client context of the event consumer: routes librdkafka's logs and
-/// errors to `tracing` and logs rebalances and commits.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ConsumerLogContext;
+/// errors to `tracing`, commits stored offsets before partitions are
+/// revoked, and reports the assignment to [`Health`].
+#[derive(Clone, Debug, Default)]
+pub struct EventConsumerContext {
+    health: std::sync::Arc<Health>,
+}
 
-impl rdkafka::ClientContext for ConsumerLogContext {
+impl EventConsumerContext {
+    /// Creates a context that reports to `health`.
+    pub fn new(health: std::sync::Arc<Health>) -> Self {
+        Self { health }
+    }
+}
+
+impl rdkafka::ClientContext for EventConsumerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as Level;
         match level {
@@ -142,21 +156,45 @@ impl rdkafka::ClientContext for ConsumerLogContext {
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for ConsumerLogContext {
+impl rdkafka::consumer::ConsumerContext for EventConsumerContext {
     fn pre_rebalance(
         &self,
-        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
         rebalance: &rdkafka::consumer::Rebalance<'_>,
     ) {
-        use rdkafka::consumer::Rebalance;
+        use rdkafka::consumer::{CommitMode, Consumer as _, Rebalance};
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode;
+
         match rebalance {
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
             }
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions revoked");
+                // Stored offsets cover finished records only (the consumer
+                // loop never processes while it polls), so they can be
+                // committed now, before the new owner starts reading.
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "commit before revoke failed; the new owner re-reads uncommitted records")
+                    }
+                }
             }
             Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        _rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Consumer as _;
+        match consumer.assignment() {
+            Ok(assignment) => self.health.set_assigned_partitions(assignment.count()),
+            Err(error) => tracing::warn!(%error, "cannot read the partition assignment"),
         }
     }
 
@@ -193,4 +231,4 @@ fn describe(partitions: &rdkafka::TopicPartitionList) -> String {
 }
 
 /// The event consumer type used by the daemon.
-pub type EventConsumer = rdkafka::consumer::StreamConsumer<ConsumerLogContext>;
+pub type EventConsumer = rdkafka::consumer::StreamConsumer<EventConsumerContext>;

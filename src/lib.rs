@@ -16,6 +16,7 @@ pub mod dev;
 pub mod dispatch;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod kafka;
 pub mod matching;
 pub mod shutdown;

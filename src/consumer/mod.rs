@@ -15,7 +15,7 @@
 mod batch;
 pub mod dead_letter;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 pub use batch::{BatchOutcome, Pipeline};
 
 use crate::event::InboundRecord;
+use crate::health::Health;
 use crate::kafka::EventConsumer;
 use crate::matching::TriggerIndex;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Batching and retry limits of the consumer loop.
 #[derive(Clone, Debug)]
@@ -53,6 +54,7 @@ pub struct Consumer {
     options: ConsumerOptions,
     index: watch::Receiver<Arc<TriggerIndex>>,
     subscribed: BTreeSet<String>,
+    health: Arc<Health>,
 }
 
 impl Consumer {
@@ -62,6 +64,7 @@ impl Consumer {
         pipeline: Pipeline,
         options: ConsumerOptions,
         index: watch::Receiver<Arc<TriggerIndex>>,
+        health: Arc<Health>,
     ) -> Self {
         Self {
             consumer,
@@ -69,6 +72,7 @@ impl Consumer {
             options,
             index,
             subscribed: BTreeSet::new(),
+            health,
         }
     }
 
@@ -80,6 +84,7 @@ impl Consumer {
     /// redelivered to another replica.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         self.follow_index();
+        self.health.set_consuming(true);
         let mut index_open = true;
 
         loop {
@@ -108,16 +113,49 @@ impl Consumer {
                     continue;
                 }
             };
-            let batch = self.fill_batch(first).await;
+            let mut batch = self.fill_batch(first).await;
+            self.drop_unassigned(&mut batch);
+            if batch.is_empty() {
+                continue;
+            }
 
-            if !self.process_with_retries(&batch, &shutdown).await {
+            if !self.process_with_retries(&mut batch, &shutdown).await {
                 break;
             }
             self.store_offsets(&batch);
         }
 
+        self.health.set_consuming(false);
         self.commit_on_shutdown();
         Ok(())
+    }
+
+    /// Removes records of partitions revoked while the batch was collected.
+    ///
+    /// Rebalances happen inside `recv`, so a partition can be revoked after
+    /// some of its records joined the batch. Nothing was done for them yet;
+    /// the partition's new owner reads them again.
+    fn drop_unassigned(&self, batch: &mut Vec<InboundRecord>) {
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the partition assignment; keeping the batch");
+                return;
+            }
+        };
+        let assigned: HashSet<(String, i32)> = assignment
+            .elements()
+            .iter()
+            .map(|element| (element.topic().to_owned(), element.partition()))
+            .collect();
+        let before = batch.len();
+        batch.retain(|record| assigned.contains(&(record.topic.clone(), record.partition)));
+        if batch.len() < before {
+            tracing::info!(
+                dropped = before - batch.len(),
+                "records of revoked partitions left to their new owner"
+            );
+        }
     }
 
     /// Reads more records after `first` until the batch is full or the
@@ -140,16 +178,35 @@ impl Consumer {
 
     /// Runs the batch until it succeeds, retrying with capped exponential
     /// backoff and jitter. Returns `false` if shutdown interrupted the retries.
+    ///
+    /// While it retries, every assigned partition is paused and the consumer
+    /// keeps polling, so the replica stays in its group without reading
+    /// ahead. Records that still arrive (from partitions assigned during the
+    /// wait) join the batch, and records of partitions revoked during the
+    /// wait leave it: their new owner processes them.
     async fn process_with_retries(
         &self,
-        batch: &[InboundRecord],
+        batch: &mut Vec<InboundRecord>,
         shutdown: &CancellationToken,
     ) -> bool {
         let mut attempt: u32 = 0;
         loop {
+            if batch.is_empty() {
+                self.resume_all();
+                return true;
+            }
             let index = self.index.borrow().clone();
-            match self.pipeline.process(&index, batch).await {
+            let result = self.pipeline.process(&index, batch).await;
+            self.report_health(&result);
+            match result {
                 Ok(outcome) => {
+                    if attempt > 0 {
+                        tracing::info!(
+                            attempts = attempt + 1,
+                            "batch succeeded after retries; resuming consumption"
+                        );
+                        self.resume_all();
+                    }
                     tracing::debug!(?outcome, "batch processed");
                     if outcome.published > 0 || outcome.dead_lettered > 0 {
                         tracing::info!(
@@ -176,16 +233,85 @@ impl Consumer {
                         offset = first.offset,
                         "batch failed; retrying"
                     );
-                    tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => {
-                            tracing::warn!(records = batch.len(), "shutdown during retries; the batch stays uncommitted and will be redelivered");
-                            return false;
-                        }
-                        () = tokio::time::sleep(delay) => {}
+                    if attempt == 1 {
+                        self.pause_all();
                     }
+                    if !self.wait_paused(delay, batch, shutdown).await {
+                        tracing::warn!(records = batch.len(), "shutdown during retries; the batch stays uncommitted and will be redelivered");
+                        return false;
+                    }
+                    self.drop_unassigned(batch);
                 }
             }
+        }
+    }
+
+    /// Polls the paused consumer for `delay`, adding any record that still
+    /// arrives to `batch`. Returns `false` if shutdown was requested.
+    async fn wait_paused(
+        &self,
+        delay: Duration,
+        batch: &mut Vec<InboundRecord>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep_until(deadline) => return true,
+                message = self.consumer.recv() => match message {
+                    Ok(message) => {
+                        batch.push(InboundRecord::from_message(&message));
+                        // A partition assigned during the wait is not paused yet.
+                        self.pause_all();
+                    }
+                    Err(error) => log_consumer_error(&error),
+                },
+            }
+        }
+    }
+
+    /// Pauses every assigned partition and reports the replica not consuming.
+    fn pause_all(&self) {
+        self.health.set_consuming(false);
+        match self.consumer.assignment() {
+            Ok(assignment) => {
+                if let Err(error) = self.consumer.pause(&assignment) {
+                    tracing::warn!(%error, "cannot pause partitions");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the partition assignment to pause it")
+            }
+        }
+    }
+
+    /// Resumes every assigned partition.
+    fn resume_all(&self) {
+        match self.consumer.assignment() {
+            Ok(assignment) => {
+                if let Err(error) = self.consumer.resume(&assignment) {
+                    tracing::warn!(%error, "cannot resume partitions");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the partition assignment to resume it")
+            }
+        }
+        self.health.set_consuming(true);
+    }
+
+    /// Records which dependency failed, for the readiness probe.
+    fn report_health(&self, result: &Result<BatchOutcome>) {
+        match result {
+            Ok(_) => {
+                self.health.set_database_ok(true);
+                self.health.set_broker_ok(true);
+            }
+            Err(Error::Database(_)) => self.health.set_database_ok(false),
+            Err(Error::Kafka(_)) => self.health.set_broker_ok(false),
+            Err(_) => {}
         }
     }
 
