@@ -240,6 +240,179 @@ impl TokenVerifier {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Public key sets (JWKS)
+// ---------------------------------------------------------------------------
+
+/// A public key of the hub with the key id (`kid`) of the tokens it verifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The `kid` that tokens signed with the matching private key carry.
+    pub key_id: String,
+    /// The Ed25519 public key.
+    pub key: VerifyingKey,
+}
+
+impl PublicKey {
+    /// Parses a SubjectPublicKeyInfo PEM public key; the key id defaults to
+    /// its RFC 7638 thumbprint.
+    pub fn from_pem(public_pem: &str, key_id_override: Option<String>) -> Result<Self> {
+        let key = VerifyingKey::from_public_key_pem(public_pem).map_err(|error| {
+            Error::SigningKey(format!("not an Ed25519 PEM public key: {error}"))
+        })?;
+        Ok(Self {
+            key_id: key_id_override.unwrap_or_else(|| key_id(&key)),
+            key,
+        })
+    }
+
+    /// Parses an OKP/Ed25519 JWK: `kty`, `crv` and `x` are required, `kid`
+    /// defaults to the thumbprint.
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self> {
+        let field = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
+        if field("kty") != Some("OKP") || field("crv") != Some("Ed25519") {
+            return Err(Error::SigningKey(format!(
+                "JWK has kty {:?} and crv {:?}; expected OKP and Ed25519",
+                field("kty").unwrap_or("(missing)"),
+                field("crv").unwrap_or("(missing)")
+            )));
+        }
+        let x = field("x").ok_or_else(|| Error::SigningKey("JWK has no x".to_owned()))?;
+        let bytes: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(x)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| {
+                Error::SigningKey("JWK x is not 32 bytes of unpadded base64url".to_owned())
+            })?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|error| Error::SigningKey(format!("JWK x is not an Ed25519 key: {error}")))?;
+        Ok(Self {
+            key_id: field("kid").map_or_else(|| key_id(&key), str::to_owned),
+            key,
+        })
+    }
+
+    /// Returns the key as an OKP/Ed25519 JWK (RFC 8037) with `kid`,
+    /// `alg: EdDSA` and `use: sig`.
+    pub fn to_jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(self.key.as_bytes()),
+            "kid": self.key_id,
+            "alg": "EdDSA",
+            "use": "sig",
+        })
+    }
+}
+
+/// Returns the public keys the hub publishes: the signing key's first, when
+/// one is configured, then those of `auth.public_key_files`, without
+/// repeating a key id.
+///
+/// Fails when a file cannot be read or parsed, or when no key is configured
+/// at all.
+pub fn public_keys(settings: &AuthSettings) -> Result<Vec<PublicKey>> {
+    let mut keys: Vec<PublicKey> = Vec::new();
+    if settings.signing_key.is_some() || settings.signing_key_file.is_some() {
+        let signer = TokenSigner::from_settings(settings)?;
+        keys.push(PublicKey::from_pem(
+            signer.public_pem(),
+            Some(signer.key_id().to_owned()),
+        )?);
+    }
+    for path in &settings.public_key_files {
+        let pem = std::fs::read_to_string(path).map_err(|error| {
+            Error::Config(format!(
+                "auth.public_key_files: cannot read {}: {error}",
+                path.display()
+            ))
+        })?;
+        let key = PublicKey::from_pem(&pem, None).map_err(|error| {
+            Error::Config(format!(
+                "auth.public_key_files: {}: {error}",
+                path.display()
+            ))
+        })?;
+        if keys.iter().all(|known| known.key_id != key.key_id) {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return Err(Error::Config(
+            "auth.signing_key_file: no public key to publish; set auth.signing_key_file \
+             or auth.public_key_files"
+                .to_owned(),
+        ));
+    }
+    Ok(keys)
+}
+
+/// Returns `keys` as a JSON Web Key Set, `{"keys": [...]}`.
+///
+/// This is the one place that renders the hub's JWKS: `event-hub keys
+/// export` writes it and the HTTP API serves it.
+pub fn jwks(keys: &[PublicKey]) -> serde_json::Value {
+    let keys: Vec<serde_json::Value> = keys.iter().map(PublicKey::to_jwk).collect();
+    serde_json::json!({ "keys": keys })
+}
+
+impl TokenVerifier {
+    /// Adds a public key under its key id and returns that id.
+    pub fn add_public_key(&mut self, key: &PublicKey) -> Result<String> {
+        let x = URL_SAFE_NO_PAD.encode(key.key.as_bytes());
+        self.keys
+            .insert(key.key_id.clone(), DecodingKey::from_ed_components(&x)?);
+        Ok(key.key_id.clone())
+    }
+
+    /// Adds every OKP/Ed25519 key of a JWKS and returns their key ids.
+    ///
+    /// Keys of other types are skipped, since a key set may serve other
+    /// purposes too. Fails when the set has no usable key.
+    pub fn add_jwks(&mut self, jwks: &serde_json::Value) -> Result<Vec<String>> {
+        let entries = jwks
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| Error::SigningKey("JWKS has no \"keys\" array".to_owned()))?;
+        let mut added = Vec::new();
+        for entry in entries {
+            if entry.get("kty").and_then(serde_json::Value::as_str) != Some("OKP") {
+                continue;
+            }
+            added.push(self.add_public_key(&PublicKey::from_jwk(entry)?)?);
+        }
+        if added.is_empty() {
+            return Err(Error::SigningKey(
+                "JWKS contains no OKP/Ed25519 key".to_owned(),
+            ));
+        }
+        Ok(added)
+    }
+
+    /// Builds a verifier from a JWKS file, such as the output of `event-hub
+    /// keys export`.
+    pub fn from_jwks_file(path: &Path, issuer: Option<String>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Error::SigningKey(format!("cannot read JWKS file {}: {error}", path.display()))
+        })?;
+        let jwks: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
+            Error::SigningKey(format!("JWKS file {} is not JSON: {error}", path.display()))
+        })?;
+        let mut verifier = Self::new(issuer);
+        verifier.add_jwks(&jwks)?;
+        Ok(verifier)
+    }
+
+    /// Returns the key ids this verifier accepts, sorted.
+    pub fn key_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +511,106 @@ mod tests {
             )
             .unwrap();
         assert!(verifier.verify(&token, "a.b").is_err());
+    }
+
+    #[test]
+    fn jwks_round_trip_verifies_tokens() {
+        let (signer, _) = signer_and_verifier();
+        let key = PublicKey::from_pem(signer.public_pem(), None).unwrap();
+        assert_eq!(key.key_id, signer.key_id());
+        let set = jwks(std::slice::from_ref(&key));
+        assert_eq!(set["keys"][0]["kty"], "OKP");
+        assert_eq!(set["keys"][0]["crv"], "Ed25519");
+        assert_eq!(set["keys"][0]["kid"], signer.key_id());
+
+        let mut verifier = TokenVerifier::new(Some("event-hub".into()));
+        assert_eq!(verifier.add_jwks(&set).unwrap(), vec![key.key_id.clone()]);
+        let (token, _) = signer
+            .sign(
+                "sa",
+                "a.b",
+                Uuid::new_v4(),
+                Utc::now(),
+                Duration::minutes(5),
+            )
+            .unwrap();
+        assert!(verifier.verify(&token, "a.b").is_ok());
+    }
+
+    #[test]
+    fn jwks_with_overridden_kid_verifies() {
+        let pair = generate_key_pair().unwrap();
+        let signer = TokenSigner::from_pem(
+            pair.private_pem.expose_secret(),
+            Some("key-2026".into()),
+            "event-hub".into(),
+        )
+        .unwrap();
+        let key = PublicKey::from_pem(signer.public_pem(), Some("key-2026".into())).unwrap();
+        let mut verifier = TokenVerifier::new(None);
+        verifier.add_jwks(&jwks(&[key])).unwrap();
+        let (token, _) = signer
+            .sign(
+                "sa",
+                "a.b",
+                Uuid::new_v4(),
+                Utc::now(),
+                Duration::minutes(5),
+            )
+            .unwrap();
+        assert!(verifier.verify(&token, "a.b").is_ok());
+    }
+
+    #[test]
+    fn public_keys_lists_signing_key_then_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let current = generate_key_pair().unwrap();
+        let previous = generate_key_pair().unwrap();
+        let previous_path = directory.path().join("previous.pub.pem");
+        std::fs::write(&previous_path, &previous.public_pem).unwrap();
+        let current_public_path = directory.path().join("current.pub.pem");
+        std::fs::write(&current_public_path, &current.public_pem).unwrap();
+
+        let settings = AuthSettings {
+            signing_key_file: None,
+            signing_key: Some(current.private_pem.clone()),
+            key_id: None,
+            issuer: "event-hub".into(),
+            public_key_files: vec![current_public_path, previous_path],
+        };
+        let ids: Vec<String> = public_keys(&settings)
+            .unwrap()
+            .into_iter()
+            .map(|key| key.key_id)
+            .collect();
+        assert_eq!(ids, vec![current.key_id, previous.key_id]);
+    }
+
+    #[test]
+    fn public_keys_without_any_key_fails() {
+        let settings = AuthSettings {
+            signing_key_file: None,
+            signing_key: None,
+            key_id: None,
+            issuer: "event-hub".into(),
+            public_key_files: Vec::new(),
+        };
+        let error = public_keys(&settings).unwrap_err();
+        assert!(
+            error.to_string().contains("auth.public_key_files"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn jwk_of_wrong_type_is_rejected() {
+        let error = PublicKey::from_jwk(&serde_json::json!({"kty": "RSA", "n": "x", "e": "AQAB"}))
+            .unwrap_err();
+        assert!(error.to_string().contains("OKP"), "{error}");
+        let mut verifier = TokenVerifier::new(None);
+        let error = verifier
+            .add_jwks(&serde_json::json!({"keys": [{"kty": "RSA"}]}))
+            .unwrap_err();
+        assert!(error.to_string().contains("no OKP"), "{error}");
     }
 }

@@ -36,6 +36,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Log output.
     pub log: LogSettings,
+    /// The HTTP server: admin API, webhook ingress, probes and metrics.
+    pub http: HttpSettings,
+    /// Handler workers built on [`crate::worker`], including `event-hub worker`.
+    pub worker: WorkerSettings,
 }
 
 /// Database settings.
@@ -101,6 +105,22 @@ pub struct PipelineSettings {
     /// Cap of the backoff between retries of a failed database or broker
     /// call, in milliseconds. Default: 30000.
     pub max_retry_backoff_ms: u64,
+    /// Topic on which workers report the status of executions, keyed by
+    /// execution id. Default: `event-hub.execution-status`.
+    pub status_topic: String,
+    /// Topic for action requests whose attempts or event age ran out.
+    /// Default: `event-hub.actions.dlq`.
+    pub actions_dlq_topic: String,
+    /// Milliseconds between sweeps of the database for failed executions
+    /// whose next attempt is due. Default: 5000.
+    pub retry_sweep_interval_ms: u64,
+    /// Milliseconds between sweeps for executions left `pending` by a crash.
+    /// Default: 30000.
+    pub pending_sweep_interval_ms: u64,
+    /// Age in milliseconds after which a `pending` execution is republished
+    /// by the sweep. It must exceed the longest time a batch can take, or a
+    /// healthy batch's executions may be published twice. Default: 120000.
+    pub pending_sweep_age_ms: u64,
 }
 
 impl PipelineSettings {
@@ -123,6 +143,11 @@ impl PipelineSettings {
     pub fn action_topic(&self, flavor: &str, subtype: &str) -> String {
         format!("{}{flavor}.{subtype}", self.actions_topic_prefix)
     }
+
+    /// Returns [`Self::retry_sweep_interval_ms`] as a duration.
+    pub fn retry_sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.retry_sweep_interval_ms)
+    }
 }
 
 /// Token signing settings.
@@ -140,6 +165,46 @@ pub struct AuthSettings {
     pub key_id: Option<String>,
     /// Issuer (`iss`) of the tokens. Default: `event-hub`.
     pub issuer: String,
+    /// Public keys (SubjectPublicKeyInfo PEM files) published besides the
+    /// signing key's, such as the previous key during a rotation, so that
+    /// workers keep accepting tokens it signed (comma-separated in the
+    /// environment). Default: none.
+    pub public_key_files: Vec<PathBuf>,
+}
+
+/// Settings of handler workers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Consumer group of the worker. Default:
+    /// `event-hub-worker-<flavor>.<subtype>`; required when one worker
+    /// subscribes to several `(flavor, subtype)` pairs.
+    pub group_id: Option<String>,
+    /// Most action requests handled at the same time. Default: 4.
+    pub concurrency: usize,
+    /// Public key PEM files of the hub that tokens may be signed with
+    /// (comma-separated in the environment). Default: none.
+    pub public_key_files: Vec<PathBuf>,
+    /// A JWKS file of the hub's public keys, as written by `event-hub keys
+    /// export`. Default: none. With neither this nor
+    /// `worker.public_key_files`, the worker uses `auth.public_key_files`
+    /// and the public half of the configured signing key.
+    pub jwks_file: Option<PathBuf>,
+    /// Topic the worker reports statuses to. Default: `pipeline.status_topic`.
+    pub status_topic: Option<String>,
+    /// Completed execution ids remembered to drop duplicate requests.
+    /// Default: 10000.
+    pub completed_cache_size: usize,
+}
+
+impl WorkerSettings {
+    /// Returns the status topic: [`Self::status_topic`] if set, else
+    /// `pipeline.status_topic`.
+    pub fn status_topic<'a>(&'a self, pipeline: &'a PipelineSettings) -> &'a str {
+        self.status_topic
+            .as_deref()
+            .unwrap_or(pipeline.status_topic.as_str())
+    }
 }
 
 /// Log output settings.
@@ -151,6 +216,64 @@ pub struct LogSettings {
     /// `tracing` filter directive, such as `info` or
     /// `event_hub=debug,rdkafka=warn`. `RUST_LOG` overrides it. Default: `info`.
     pub filter: String,
+}
+
+/// HTTP server settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Socket address (`IP:PORT`) the server listens on. Port 0 picks a free
+    /// port. Default: `127.0.0.1:8080`, reachable from this host only;
+    /// containers set `0.0.0.0:8080`.
+    pub listen: String,
+    /// Bearer tokens accepted by the admin API (comma-separated in the
+    /// environment). Each must be at least [`MIN_ADMIN_TOKEN_CHARS`]
+    /// characters long. With none, the admin API returns 401 to every
+    /// request. Default: none.
+    pub admin_tokens: Vec<SecretString>,
+    /// Maximum size of a request body in bytes, for the admin API and the
+    /// webhook ingress. Default: 1048576 (1 MiB).
+    pub max_body_bytes: usize,
+    /// Address that the daemon reports once it has bound the server, so
+    /// that a test or an embedding program using port 0 can find it. Not a
+    /// configuration key.
+    #[serde(skip)]
+    pub bound_address: BoundAddress,
+}
+
+/// Shortest accepted admin token, in characters.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// Largest accepted `http.max_body_bytes`: 100 MiB.
+pub const MAX_BODY_BYTES_LIMIT: usize = 100 * 1024 * 1024;
+
+impl HttpSettings {
+    /// Parses [`Self::listen`]; [`Settings::validate`] has checked it.
+    pub fn listen_address(&self) -> Result<std::net::SocketAddr> {
+        self.listen.parse().map_err(|error| {
+            Error::Config(format!(
+                "http.listen: {:?} is not an IP:PORT socket address: {error}",
+                self.listen
+            ))
+        })
+    }
+}
+
+/// The address the HTTP server bound, set once by the daemon and shared by
+/// every clone of the settings.
+#[derive(Clone, Debug, Default)]
+pub struct BoundAddress(std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>);
+
+impl BoundAddress {
+    /// Records the bound address; later calls keep the first one.
+    pub fn set(&self, address: std::net::SocketAddr) {
+        let _first_wins = self.0.set(address);
+    }
+
+    /// Returns the bound address once the server is listening.
+    pub fn get(&self) -> Option<std::net::SocketAddr> {
+        self.0.get().copied()
+    }
 }
 
 /// Log line format.
@@ -185,13 +308,29 @@ dlq_topic = "event-hub.dlq"
 trigger_refresh_interval_ms = 1000
 shutdown_timeout_ms = 8000
 max_retry_backoff_ms = 30000
+status_topic = "event-hub.execution-status"
+actions_dlq_topic = "event-hub.actions.dlq"
+retry_sweep_interval_ms = 5000
+pending_sweep_interval_ms = 30000
+pending_sweep_age_ms = 120000
 
 [auth]
 issuer = "event-hub"
+public_key_files = []
+
+[worker]
+concurrency = 4
+public_key_files = []
+completed_cache_size = 10000
 
 [log]
 format = "text"
-filter = "info"
+filter = "info,sqlx=warn,sea_orm_migration=warn"
+
+[http]
+listen = "127.0.0.1:8080"
+admin_tokens = []
+max_body_bytes = 1048576
 "#;
 
 impl Settings {
@@ -224,14 +363,23 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("kafka.topics")
+                .with_list_parse_key("auth.public_key_files")
+                .with_list_parse_key("worker.public_key_files")
+                .with_list_parse_key("http.admin_tokens")
                 .try_parsing(true)
                 .source(Some(env)),
         );
 
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|error| Error::Config(error.to_string()))?;
+        // An empty EVENT_HUB__HTTP__ADMIN_TOKENS, as a deployment template
+        // leaves it, means no token rather than one empty token.
+        settings
+            .http
+            .admin_tokens
+            .retain(|token| !token.expose_secret().is_empty());
         settings.validate()?;
         Ok(settings)
     }
@@ -270,6 +418,9 @@ impl Settings {
         if self.pipeline.trigger_refresh_interval_ms == 0 {
             return invalid("pipeline.trigger_refresh_interval_ms", "must be at least 1");
         }
+        if self.pipeline.pending_sweep_interval_ms == 0 {
+            return invalid("pipeline.pending_sweep_interval_ms", "must be at least 1");
+        }
         if self.pipeline.max_retry_backoff_ms == 0 {
             return invalid("pipeline.max_retry_backoff_ms", "must be at least 1");
         }
@@ -294,6 +445,71 @@ impl Settings {
             return invalid(
                 "log.filter",
                 &format!("not a tracing filter directive: {error}"),
+            );
+        }
+        self.validate_http()?;
+        self.validate_worker()
+    }
+
+    /// Checks the status, retry and worker settings.
+    fn validate_worker(&self) -> Result<()> {
+        let invalid = |key: &str, message: &str| Err(Error::Config(format!("{key}: {message}")));
+
+        if let Err(message) = validate_topic_name(&self.pipeline.status_topic) {
+            return invalid("pipeline.status_topic", &message);
+        }
+        if let Err(message) = validate_topic_name(&self.pipeline.actions_dlq_topic) {
+            return invalid("pipeline.actions_dlq_topic", &message);
+        }
+        if self.pipeline.retry_sweep_interval_ms == 0 {
+            return invalid("pipeline.retry_sweep_interval_ms", "must be at least 1");
+        }
+        if let Some(group_id) = &self.worker.group_id {
+            if group_id.trim().is_empty() {
+                return invalid("worker.group_id", "must not be empty when set");
+            }
+        }
+        if !(1..=1024).contains(&self.worker.concurrency) {
+            return invalid("worker.concurrency", "must be between 1 and 1024");
+        }
+        if self.worker.completed_cache_size == 0 {
+            return invalid("worker.completed_cache_size", "must be at least 1");
+        }
+        if let Some(topic) = &self.worker.status_topic {
+            if let Err(message) = validate_topic_name(topic) {
+                return invalid("worker.status_topic", &message);
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_http(&self) -> Result<()> {
+        let invalid = |key: &str, message: &str| Err(Error::Config(format!("{key}: {message}")));
+
+        self.http.listen_address()?;
+        for (position, token) in self.http.admin_tokens.iter().enumerate() {
+            let length = token.expose_secret().chars().count();
+            if length < MIN_ADMIN_TOKEN_CHARS {
+                return invalid(
+                    "http.admin_tokens",
+                    &format!(
+                        "token {} has {length} characters; use at least {MIN_ADMIN_TOKEN_CHARS}, \
+                         for example the output of `openssl rand -hex 32`",
+                        position + 1
+                    ),
+                );
+            }
+            if token.expose_secret().trim() != token.expose_secret() {
+                return invalid(
+                    "http.admin_tokens",
+                    &format!("token {} starts or ends with whitespace", position + 1),
+                );
+            }
+        }
+        if !(1024..=MAX_BODY_BYTES_LIMIT).contains(&self.http.max_body_bytes) {
+            return invalid(
+                "http.max_body_bytes",
+                &format!("must be between 1024 and {MAX_BODY_BYTES_LIMIT}"),
             );
         }
         Ok(())
@@ -457,6 +673,147 @@ mod tests {
             ),
             ("EVENT_HUB__LOG__FILTER", "info,[", "log.filter"),
             ("EVENT_HUB__LOG__FORMAT", "xml", "format"),
+        ];
+        for (key, value, expected) in cases {
+            let error = Settings::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(expected),
+                "{key}={value}: {error} does not name {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_defaults_and_env() {
+        let settings = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(settings.http.listen, "127.0.0.1:8080");
+        assert!(settings.http.admin_tokens.is_empty());
+        assert_eq!(settings.http.max_body_bytes, 1024 * 1024);
+
+        let settings = Settings::load_with_env(
+            None,
+            env(&[
+                ("EVENT_HUB__HTTP__LISTEN", "0.0.0.0:9000"),
+                (
+                    "EVENT_HUB__HTTP__ADMIN_TOKENS",
+                    "first-token-0123456789,second-token-0123456789",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.http.listen_address().unwrap().port(), 9000);
+        let tokens: Vec<&str> = settings
+            .http
+            .admin_tokens
+            .iter()
+            .map(|token| token.expose_secret())
+            .collect();
+        assert_eq!(
+            tokens,
+            ["first-token-0123456789", "second-token-0123456789"]
+        );
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("first-token"), "token printed: {printed}");
+    }
+
+    #[test]
+    fn empty_admin_tokens_variable_means_none() {
+        let settings =
+            Settings::load_with_env(None, env(&[("EVENT_HUB__HTTP__ADMIN_TOKENS", "")])).unwrap();
+        assert!(settings.http.admin_tokens.is_empty());
+    }
+
+    #[test]
+    fn invalid_http_values_name_their_key() {
+        let cases = [
+            ("EVENT_HUB__HTTP__LISTEN", "localhost", "http.listen"),
+            (
+                "EVENT_HUB__HTTP__ADMIN_TOKENS",
+                "short",
+                "http.admin_tokens",
+            ),
+            (
+                "EVENT_HUB__HTTP__MAX_BODY_BYTES",
+                "10",
+                "http.max_body_bytes",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let error = Settings::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(expected),
+                "{key}={value}: {error} does not name {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn worker_defaults_and_env() {
+        let settings = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(settings.pipeline.status_topic, "event-hub.execution-status");
+        assert_eq!(settings.pipeline.actions_dlq_topic, "event-hub.actions.dlq");
+        assert_eq!(settings.worker.group_id, None);
+        assert_eq!(settings.worker.concurrency, 4);
+        assert_eq!(
+            settings.worker.status_topic(&settings.pipeline),
+            "event-hub.execution-status"
+        );
+
+        let settings = Settings::load_with_env(
+            None,
+            env(&[
+                ("EVENT_HUB__WORKER__GROUP_ID", "deployers"),
+                (
+                    "EVENT_HUB__WORKER__PUBLIC_KEY_FILES",
+                    "/keys/a.pem,/keys/b.pem",
+                ),
+                ("EVENT_HUB__WORKER__STATUS_TOPIC", "statuses"),
+                ("EVENT_HUB__AUTH__PUBLIC_KEY_FILES", "/keys/old.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.worker.group_id.as_deref(), Some("deployers"));
+        assert_eq!(
+            settings.worker.public_key_files,
+            [PathBuf::from("/keys/a.pem"), PathBuf::from("/keys/b.pem")]
+        );
+        assert_eq!(settings.worker.status_topic(&settings.pipeline), "statuses");
+        assert_eq!(
+            settings.auth.public_key_files,
+            [PathBuf::from("/keys/old.pem")]
+        );
+    }
+
+    #[test]
+    fn invalid_worker_values_name_their_key() {
+        let cases = [
+            ("EVENT_HUB__WORKER__CONCURRENCY", "0", "worker.concurrency"),
+            ("EVENT_HUB__WORKER__GROUP_ID", " ", "worker.group_id"),
+            (
+                "EVENT_HUB__WORKER__COMPLETED_CACHE_SIZE",
+                "0",
+                "worker.completed_cache_size",
+            ),
+            (
+                "EVENT_HUB__WORKER__STATUS_TOPIC",
+                "bad topic",
+                "worker.status_topic",
+            ),
+            (
+                "EVENT_HUB__PIPELINE__STATUS_TOPIC",
+                "bad topic",
+                "pipeline.status_topic",
+            ),
+            (
+                "EVENT_HUB__PIPELINE__ACTIONS_DLQ_TOPIC",
+                "",
+                "pipeline.actions_dlq_topic",
+            ),
+            (
+                "EVENT_HUB__PIPELINE__RETRY_SWEEP_INTERVAL_MS",
+                "0",
+                "pipeline.retry_sweep_interval_ms",
+            ),
         ];
         for (key, value, expected) in cases {
             let error = Settings::load_with_env(None, env(&[(key, value)])).unwrap_err();

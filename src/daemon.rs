@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::util::Timeout;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, TokenSigner};
 use crate::config::Settings;
-use crate::consumer::{Consumer, ConsumerOptions, Pipeline};
+use crate::consumer::{sweep, Consumer, ConsumerOptions, Pipeline};
 use crate::dispatch::Dispatcher;
 use crate::health::Health;
 use crate::matching::refresh;
@@ -23,16 +24,35 @@ use crate::{kafka, store, Result};
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> {
+    run_with_health(settings, shutdown, Arc::new(Health::default())).await
+}
+
+/// Runs the daemon until `shutdown` is cancelled, reporting its readiness
+/// into `health`.
+pub async fn run_with_health(
+    settings: Settings,
+    shutdown: CancellationToken,
+    health: Arc<Health>,
+) -> Result<()> {
     let db = store::connect_migrated(&settings.database).await?;
 
     let signer = TokenSigner::from_settings(&settings.auth)?;
     let producer: FutureProducer = kafka::producer_config(&settings.kafka).create()?;
-    let health = Arc::new(Health::default());
     let consumer: kafka::EventConsumer = kafka::consumer_config(&settings.kafka)
         .create_with_context(kafka::EventConsumerContext::new(Arc::clone(&health)))?;
+    // Bind before the consumer starts, so that a port in use fails the start.
+    let http_server = crate::api::HttpServer::bind(&settings.http).await?;
 
     let (index_sender, fingerprint) = refresh::initial_index(&db).await?;
     let index = index_sender.subscribe();
+    // Worker status reports, retries and action dead letters.
+    let status_tasks = crate::status::spawn(
+        &settings,
+        db.clone(),
+        producer.clone(),
+        signer.clone(),
+        shutdown.clone(),
+    )?;
     let refresher = tokio::spawn(refresh::refresh_loop(
         db.clone(),
         index_sender,
@@ -41,13 +61,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
         shutdown.clone(),
     ));
 
+    let dispatcher = Dispatcher::new(
+        producer.clone(),
+        signer.clone(),
+        settings.pipeline.actions_topic_prefix.clone(),
+    );
+    let sweeper = tokio::spawn(sweep::sweep_loop(
+        db.clone(),
+        dispatcher.clone(),
+        Duration::from_millis(settings.pipeline.pending_sweep_interval_ms),
+        Duration::from_millis(settings.pipeline.pending_sweep_age_ms),
+        shutdown.clone(),
+    ));
     let pipeline = Pipeline::new(
         db.clone(),
-        Dispatcher::new(
-            producer.clone(),
-            signer.clone(),
-            settings.pipeline.actions_topic_prefix.clone(),
-        ),
+        dispatcher,
         producer.clone(),
         settings.pipeline.dlq_topic.clone(),
     );
@@ -55,8 +83,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
         batch_size: settings.pipeline.batch_size,
         batch_timeout: settings.pipeline.batch_timeout(),
         static_topics: settings.kafka.topics.clone(),
-        max_retry_backoff: std::time::Duration::from_millis(settings.pipeline.max_retry_backoff_ms),
+        max_retry_backoff: Duration::from_millis(settings.pipeline.max_retry_backoff_ms),
     };
+
+    let http = http_server.spawn(
+        crate::api::ApiState::new(
+            db.clone(),
+            producer.clone(),
+            Arc::clone(&health),
+            &signer,
+            &settings.http,
+        )?,
+        shutdown.clone(),
+    );
 
     tracing::info!(
         bootstrap_servers = %settings.kafka.bootstrap_servers,
@@ -73,8 +112,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
     if let Err(error) = refresher.await {
         tracing::warn!(%error, "trigger index refresher ended abnormally");
     }
+    if let Err(error) = sweeper.await {
+        tracing::warn!(%error, "pending execution sweep ended abnormally");
+    }
+    status_tasks.join().await;
+    http.stopped().await;
     // Every action request was awaited already; this only drains librdkafka.
-    if let Err(error) = producer.flush(Timeout::After(std::time::Duration::from_secs(5))) {
+    if let Err(error) = producer.flush(Timeout::After(Duration::from_secs(5))) {
         tracing::warn!(%error, "producer flush failed");
     }
     if let Err(error) = db.close().await {

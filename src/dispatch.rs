@@ -33,6 +33,25 @@ pub struct ActionRequest {
     pub auth: AuthContext,
     /// When the request was built, UTC.
     pub created_at: DateTime<Utc>,
+    /// Delivery attempt, 1 for the first; a retry carries the same
+    /// execution id with the next number, also in the `event-hub-attempt`
+    /// header. Requests published before this field existed read as 1.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+/// Name of the header that carries [`ActionRequest::attempt`].
+pub const ATTEMPT_HEADER: &str = "event-hub-attempt";
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl ActionRequest {
+    /// Sets the delivery attempt, for a retry of the same execution.
+    pub fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = attempt;
+    }
 }
 
 /// The trigger of an action request.
@@ -185,6 +204,7 @@ impl Dispatcher {
                 expires_at,
             },
             created_at: now,
+            attempt: first_attempt(),
         };
 
         let headers = [
@@ -201,6 +221,7 @@ impl Dispatcher {
             ),
             ("ce_subject", input.event.id.clone()),
             ("content-type", "application/json".to_owned()),
+            (ATTEMPT_HEADER, first_attempt().to_string()),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.into_bytes()))

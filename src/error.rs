@@ -10,8 +10,21 @@ pub enum Error {
     Database(#[from] sea_orm::DbErr),
 
     /// A Kafka client call failed.
-    #[error("kafka error: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    ///
+    /// Not marked as the error's source: the message of an invalid client
+    /// property contains its value, which may be a password, so only the
+    /// redacted description is shown.
+    #[error("kafka error: {}", describe_kafka_error(.0))]
+    Kafka(rdkafka::error::KafkaError),
+
+    /// The database could not be reached; the message has no password.
+    #[error("cannot connect to the database at {url}: {message}")]
+    DatabaseConnect {
+        /// The database URL with its password replaced by `********`.
+        url: String,
+        /// What failed, with the password removed.
+        message: String,
+    },
 
     /// The configuration could not be loaded or is invalid; the message names the key.
     #[error("invalid configuration: {0}")]
@@ -76,6 +89,22 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+impl From<rdkafka::error::KafkaError> for Error {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka(error)
+    }
+}
+
+/// Describes a Kafka error without the value of a client property.
+fn describe_kafka_error(error: &rdkafka::error::KafkaError) -> String {
+    match error {
+        rdkafka::error::KafkaError::ClientConfig(_, description, property, _value) => {
+            format!("invalid librdkafka property {property:?}: {description}")
+        }
+        other => other.to_string(),
+    }
+}
+
 impl Error {
     /// Builds an [`Error::Invalid`] for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -88,3 +117,63 @@ impl Error {
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Returns whether retrying the same work cannot succeed: the input
+    /// itself is rejected (a value the database refuses, a record too large
+    /// for the broker), as opposed to a dependency being unreachable.
+    pub fn is_permanent(&self) -> bool {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode as Code;
+
+        match self {
+            Self::Kafka(KafkaError::MessageProduction(code)) => matches!(
+                code,
+                Code::MessageSizeTooLarge
+                    | Code::InvalidMessage
+                    | Code::InvalidMessageSize
+                    | Code::InvalidRecord
+            ),
+            Self::Database(error) => is_permanent_database_error(error),
+            Self::Json(_) | Self::Token(_) | Self::Invalid { .. } | Self::Pattern(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Returns whether the database rejected the statement's data, judged by
+/// the SQLSTATE class: 22 (data exception, such as a NUL byte in a
+/// PostgreSQL text value) or 23 (integrity constraint violation). SQLite
+/// reports numeric codes instead; its constraint failures start with 19.
+fn is_permanent_database_error(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+
+    let (DbErr::Exec(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(database_error)))
+    | DbErr::Query(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(database_error)))) = error
+    else {
+        return false;
+    };
+    let Some(code) = database_error.code() else {
+        return false;
+    };
+    code.starts_with("22") || code.starts_with("23") || code.starts_with("19")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_config_error_hides_the_value() {
+        let error = Error::from(rdkafka::error::KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "not supported".to_owned(),
+            "ssl.key.password".to_owned(),
+            "hunter2".to_owned(),
+        ));
+        let shown = error.to_string();
+        assert!(shown.contains("ssl.key.password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(std::error::Error::source(&error).is_none());
+    }
+}

@@ -13,10 +13,10 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, Producer as _};
 use sea_orm::DatabaseConnection;
 
-/// Longest wait for the database or the broker in one live check.
+/// Maximum wait for the database or the broker in one live check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the replica currently knows about its dependencies.
+/// Latest observed state of the replica's dependencies.
 #[derive(Debug)]
 pub struct Health {
     database_ok: AtomicBool,
@@ -68,7 +68,7 @@ impl Health {
         self.broker_ok.store(ok, Ordering::Relaxed);
     }
 
-    /// Records how many partitions the consumer holds after a rebalance.
+    /// Records how many partitions are assigned to the consumer after a rebalance.
     pub fn set_assigned_partitions(&self, count: usize) {
         self.assigned_partitions.store(count, Ordering::Relaxed);
     }

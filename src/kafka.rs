@@ -29,7 +29,9 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("partition.assignment.strategy", "cooperative-sticky")
         // Notice topics created after the subscription within seconds
         // instead of librdkafka's default five minutes.
-        .set("topic.metadata.refresh.interval.ms", "5000");
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        // Per-partition consumer lag for the metrics, every 10 s.
+        .set("statistics.interval.ms", "10000");
     apply(&mut config, settings, &settings.consumer_properties);
     config
 }
@@ -131,12 +133,28 @@ impl rdkafka::ClientContext for EventConsumerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as Level;
         match level {
+            // A failed connection is logged here and reported again through
+            // `error`; log it once, there.
+            Level::Error if facility == "FAIL" => {
+                tracing::debug!(facility, "librdkafka: {message}")
+            }
             Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
                 tracing::error!(facility, "librdkafka: {message}");
             }
             Level::Warning => tracing::warn!(facility, "librdkafka: {message}"),
             Level::Notice | Level::Info => tracing::info!(facility, "librdkafka: {message}"),
             Level::Debug => tracing::debug!(facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // librdkafka reports -1 for partitions it does not consume.
+        for (topic_name, topic) in &statistics.topics {
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    crate::metrics::set_consumer_lag(topic_name, *partition, stats.consumer_lag);
+                }
+            }
         }
     }
 

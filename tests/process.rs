@@ -309,6 +309,7 @@ async fn dev_mode_walkthrough_from_the_readme() {
     let mut dev = std::process::Command::new(env!("CARGO_BIN_EXE_event-hub"))
         .arg("dev")
         .current_dir(directory.path())
+        .env("EVENT_HUB__HTTP__LISTEN", "127.0.0.1:0")
         .env_remove("EVENT_HUB__DATABASE__URL")
         .env_remove("EVENT_HUB__KAFKA__BOOTSTRAP_SERVERS")
         .stdout(std::process::Stdio::piped())

@@ -810,6 +810,46 @@ async fn executions_recorded_once() {
 }
 
 #[tokio::test]
+async fn event_ids_compare_exactly() {
+    for database in fresh_databases().await {
+        let (db, backend) = (&database.db, database.backend);
+        resources::create_event_source(db, new_source("gh"))
+            .await
+            .unwrap();
+        resources::create_action(db, new_action("run"))
+            .await
+            .unwrap();
+        let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
+            .await
+            .unwrap();
+
+        // Ids that a case- or accent-insensitive collation would merge.
+        let ids = [
+            "order-a1",
+            "order-A1",
+            "order-e",
+            "order-é",
+            "order-b2",
+            "order-b2 ",
+        ];
+        let new: Vec<_> = ids.iter().map(|id| execution(&trigger, id)).collect();
+        let stored = executions::record(db, &new).await.unwrap();
+        assert_eq!(
+            stored.len(),
+            ids.len(),
+            "{backend}: one execution per distinct id"
+        );
+
+        let names_differing_in_case = resources::create_event_source(db, new_source("GH")).await;
+        assert!(
+            names_differing_in_case.is_ok(),
+            "{backend}: gh and GH are distinct names"
+        );
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
 async fn trigger_delete_removes_executions() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);

@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261204_000001_create_tables;
+mod m20261205_000010_action_retry_policy;
 
 /// Lists the migrations of event-hub in the order they apply.
 pub struct Migrator;
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261204_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20261204_000001_create_tables::Migration),
+            Box::new(m20261205_000010_action_retry_policy::Migration),
+        ]
     }
 }

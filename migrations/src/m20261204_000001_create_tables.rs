@@ -1,7 +1,7 @@
 //! Creates `event_sources`, `actions`, `triggers` and `trigger_executions`.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DatabaseBackend;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 /// The first schema: the three resources and the execution log.
 pub struct Migration;
@@ -87,14 +87,53 @@ fn timestamp(backend: DatabaseBackend, column: impl IntoIden) -> ColumnDef {
     definition
 }
 
+/// Starts a CREATE TABLE statement.
+///
+/// On MySQL the tables use a binary collation without padding, so that
+/// names and event ids compare byte for byte as on SQLite and PostgreSQL.
+/// With MySQL's default collation the unique index on
+/// `(trigger_id, event_id)` would treat `order-a1`, `order-A1` and
+/// `order-a1 ` as one event and drop all but the first.
+fn create_table(collation: Option<&str>) -> TableCreateStatement {
+    let mut statement = Table::create();
+    if let Some(collation) = collation {
+        statement.character_set("utf8mb4").collate(collation);
+    }
+    statement
+}
+
+/// Returns the binary, no-pad collation of a MySQL-family server, or `None`
+/// on other backends. MariaDB and MySQL name it differently.
+async fn binary_collation(manager: &SchemaManager<'_>) -> Result<Option<&'static str>, DbErr> {
+    if manager.get_database_backend() != DatabaseBackend::MySql {
+        return Ok(None);
+    }
+    let version = manager
+        .get_connection()
+        .query_one(Statement::from_string(
+            DatabaseBackend::MySql,
+            "SELECT VERSION() AS version",
+        ))
+        .await?
+        .map(|row| row.try_get::<String>("", "version"))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Some(if version.contains("MariaDB") {
+        "utf8mb4_nopad_bin"
+    } else {
+        "utf8mb4_0900_bin"
+    }))
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
+        let collation = binary_collation(manager).await?;
 
         manager
             .create_table(
-                Table::create()
+                create_table(collation)
                     .table(EventSources::Table)
                     .col(
                         ColumnDef::new(EventSources::Id)
@@ -133,7 +172,7 @@ impl MigrationTrait for Migration {
 
         manager
             .create_table(
-                Table::create()
+                create_table(collation)
                     .table(Actions::Table)
                     .col(ColumnDef::new(Actions::Id).uuid().not_null().primary_key())
                     .col(
@@ -172,7 +211,7 @@ impl MigrationTrait for Migration {
 
         manager
             .create_table(
-                Table::create()
+                create_table(collation)
                     .table(Triggers::Table)
                     .col(ColumnDef::new(Triggers::Id).uuid().not_null().primary_key())
                     .col(
@@ -214,7 +253,7 @@ impl MigrationTrait for Migration {
 
         manager
             .create_table(
-                Table::create()
+                create_table(collation)
                     .table(TriggerExecutions::Table)
                     .col(
                         ColumnDef::new(TriggerExecutions::Id)

@@ -1,4 +1,5 @@
-//! `keys`: the Ed25519 key pair that signs action request tokens.
+//! `keys`: the Ed25519 key pair that signs action request tokens, and the
+//! public key set (JWKS) that workers verify them with.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,7 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use crate::auth::generate_key_pair;
+use crate::config::Settings;
 use crate::daemon::write_private_file;
 
 /// Key commands.
@@ -18,11 +20,33 @@ pub enum KeysCommand {
         #[arg(long, default_value = ".", value_name = "DIR")]
         out_dir: PathBuf,
     },
+    /// Print the public keys as a JWKS (JSON Web Key Set) for workers: the
+    /// signing key's (auth.signing_key_file) and those of
+    /// auth.public_key_files, such as the previous key during a rotation.
+    Export {
+        /// Write the JWKS to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Runs a key command.
-pub fn run(command: KeysCommand) -> anyhow::Result<()> {
+pub fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
+        KeysCommand::Export { out } => {
+            let keys = crate::auth::public_keys(&settings.auth)?;
+            let mut text = serde_json::to_string_pretty(&crate::auth::jwks(&keys))?;
+            text.push('\n');
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {} key(s) to {}", keys.len(), path.display());
+                    Ok(())
+                }
+                None => super::resources::write_stdout(&text),
+            }
+        }
         KeysCommand::Generate { out_dir } => {
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("cannot create {}", out_dir.display()))?;

@@ -12,6 +12,7 @@ mod keys;
 mod output;
 mod publish;
 mod resources;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Manage the key pair that signs the tokens in action requests.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run a handler worker for one action flavor and subtype: verify each
+    /// request, log it or run a command with it, and report the status.
+    Worker(worker::WorkerArgs),
 }
 
 /// Log filter of the one-shot Kafka commands: librdkafka logs every failed
@@ -164,6 +168,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(&settings.log, Some(CLIENT_LOG_FILTER));
             consume::run(&settings, args).await
         }
-        Command::Keys(command) => keys::run(command),
+        Command::Keys(command) => keys::run(command, &settings),
+        Command::Worker(args) => {
+            telemetry::init(&settings.log, None);
+            worker::run(settings, args).await
+        }
     }
 }

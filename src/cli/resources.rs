@@ -22,6 +22,7 @@ use crate::store::executions::{self, ExecutionQuery};
 use crate::store::resources::{
     self, ActionUpdate, EventSourceUpdate, NewAction, NewEventSource, NewTrigger, TriggerUpdate,
 };
+use crate::store::resources::{Backoff, RetryPolicy, RetryPolicyUpdate};
 
 // ---------------------------------------------------------------------------
 // Shared arguments
@@ -148,6 +149,11 @@ pub struct EventSourceUpdateArgs {
     /// Remove the webhook secret, so that unsigned records are accepted.
     #[arg(long, conflicts_with_all = ["secret", "secret_env", "configuration"])]
     pub clear_secret: bool,
+    /// Replace the webhook secret of a github event source with a new random
+    /// one (32 bytes, hex) and print it. It is shown only this once, so set
+    /// it in GitHub's webhook settings right away.
+    #[arg(long, conflicts_with_all = ["secret", "secret_env", "configuration", "clear_secret"])]
+    pub rotate_secret: bool,
     /// New description. An empty text removes it.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
@@ -247,6 +253,9 @@ pub async fn run_event_source(
             };
             let key = current.id.to_string();
             let updated = resources::update_event_source(db, &key, update).await?;
+            if args.rotate_secret {
+                return rotate_secret(db, &key, args.output).await;
+            }
             print_change("updated", &updated, args.output)
         }
         EventSourceCommand::Activate(args) => {
@@ -264,6 +273,29 @@ pub async fn run_event_source(
             write_stdout(&format!("deleted {}\n", source.describe()))?;
             Ok(())
         }
+    }
+}
+
+/// Stores a new random webhook secret in the event source `key` and prints
+/// it with the updated source.
+async fn rotate_secret(
+    db: &DatabaseConnection,
+    key: &str,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret as _;
+
+    let (source, secret) = crate::api::webhooks::rotate_webhook_secret(db, key).await?;
+    match output {
+        OutputFormat::Table => write_stdout(&format!(
+            "updated {}\nnew webhook secret (shown only now): {}\n",
+            source.describe(),
+            secret.expose_secret()
+        )),
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "event_source": redacted(&source),
+            "secret": secret.expose_secret(),
+        })),
     }
 }
 
@@ -402,12 +434,79 @@ pub struct ActionCreateArgs {
     /// Lifetime of that token in minutes, from 1 to 1440.
     #[arg(long, value_name = "MINUTES")]
     pub auth_window_minutes: i32,
+    /// Retry policy; flags not given take the defaults.
+    #[command(flatten)]
+    pub retry: RetryPolicyArgs,
     /// Free text for operators.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
     /// Output format: a one-line summary, or the created action as JSON.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+/// The retry policy flags of an action, for create and update.
+#[derive(Debug, Args)]
+pub struct RetryPolicyArgs {
+    /// Attempts in all, the first included, before a failing request is
+    /// dead-lettered: 1 to 100. Default: 3.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<i32>,
+    /// Growth of the delay between attempts. Default: exponential.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub backoff: Option<BackoffArg>,
+    /// Delay after the first failed attempt, in milliseconds; exponential
+    /// backoff doubles it per attempt, linear adds it. Default: 1000.
+    #[arg(long, value_name = "MS")]
+    pub initial_delay_ms: Option<i64>,
+    /// Maximum delay between attempts, in milliseconds. Default: 60000.
+    #[arg(long, value_name = "MS")]
+    pub max_delay_ms: Option<i64>,
+    /// Dead-letter instead of retrying once the execution is this many
+    /// seconds old; 0 removes the limit. Default: no limit.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_event_age_secs: Option<i64>,
+}
+
+impl RetryPolicyArgs {
+    /// Returns the changes these flags make.
+    fn into_update(self) -> RetryPolicyUpdate {
+        RetryPolicyUpdate {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff.map(Backoff::from),
+            initial_delay_ms: self.initial_delay_ms,
+            max_delay_ms: self.max_delay_ms,
+            max_event_age_secs: self
+                .max_event_age_secs
+                .map(|seconds| (seconds != 0).then_some(seconds)),
+        }
+    }
+}
+
+/// `--backoff` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackoffArg {
+    /// The delay doubles after every failed attempt.
+    Exponential,
+    /// The delay grows by the initial delay after every failed attempt.
+    Linear,
+}
+
+impl From<BackoffArg> for Backoff {
+    fn from(argument: BackoffArg) -> Self {
+        match argument {
+            BackoffArg::Exponential => Backoff::Exponential,
+            BackoffArg::Linear => Backoff::Linear,
+        }
+    }
+}
+
+/// An action with its retry policy, as printed in JSON.
+#[derive(Serialize)]
+struct ActionView<'a> {
+    #[serde(flatten)]
+    action: &'a action::Model,
+    retry_policy: RetryPolicy,
 }
 
 /// Arguments of `action update`.
@@ -435,6 +534,9 @@ pub struct ActionUpdateArgs {
     /// New token lifetime in minutes, from 1 to 1440.
     #[arg(long, value_name = "MINUTES")]
     pub auth_window_minutes: Option<i32>,
+    /// New retry policy values; flags not given stay as they are.
+    #[command(flatten)]
+    pub retry: RetryPolicyArgs,
     /// New description. An empty text removes it.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
@@ -456,13 +558,29 @@ pub async fn run_action(db: &DatabaseConnection, command: ActionCommand) -> anyh
                 service_account: args.service_account,
                 auth_window_minutes: args.auth_window_minutes,
             };
-            let created = resources::create_action(db, new).await?;
-            print_change("created", &created, args.output)
+            let retry_policy = args.retry.into_update().apply(&RetryPolicy::default());
+            let created =
+                resources::create_action_with_retry_policy(db, new, retry_policy.clone()).await?;
+            print_action_change("created", &created, retry_policy, args.output)
         }
         ActionCommand::List(args) => {
             let actions = resources::list_actions(db).await?;
+            let mut policies = Vec::with_capacity(actions.len());
+            for action in &actions {
+                policies.push(resources::find_retry_policy(db, action.id).await?);
+            }
             match args.output {
-                OutputFormat::Json => print_json(&actions),
+                OutputFormat::Json => {
+                    let views: Vec<ActionView<'_>> = actions
+                        .iter()
+                        .zip(policies)
+                        .map(|(action, retry_policy)| ActionView {
+                            action,
+                            retry_policy,
+                        })
+                        .collect();
+                    print_json(&views)
+                }
                 OutputFormat::Table => {
                     let mut table = Table::new(&[
                         "NAME",
@@ -471,9 +589,10 @@ pub async fn run_action(db: &DatabaseConnection, command: ActionCommand) -> anyh
                         "SUBTYPE",
                         "SERVICE ACCOUNT",
                         "AUTH WINDOW (MIN)",
+                        "MAX ATTEMPTS",
                         "UPDATED",
                     ]);
-                    for action in &actions {
+                    for (action, policy) in actions.iter().zip(&policies) {
                         table.push(vec![
                             action.name.clone(),
                             action.id.to_string(),
@@ -481,6 +600,7 @@ pub async fn run_action(db: &DatabaseConnection, command: ActionCommand) -> anyh
                             action.plugin_subtype.clone(),
                             action.service_account.clone(),
                             action.auth_window_minutes.to_string(),
+                            policy.max_attempts.to_string(),
                             format_time(action.updated_at),
                         ]);
                     }
@@ -491,10 +611,14 @@ pub async fn run_action(db: &DatabaseConnection, command: ActionCommand) -> anyh
         }
         ActionCommand::Show(args) => {
             let action = resources::find_action(db, &args.key).await?;
+            let retry_policy = resources::find_retry_policy(db, action.id).await?;
             match args.output {
-                OutputFormat::Json => print_json(&action),
+                OutputFormat::Json => print_json(&ActionView {
+                    action: &action,
+                    retry_policy,
+                }),
                 OutputFormat::Table => {
-                    write_stdout(&render_fields(&action_fields(&action)))?;
+                    write_stdout(&render_fields(&action_fields(&action, &retry_policy)))?;
                     Ok(())
                 }
             }
@@ -514,8 +638,15 @@ pub async fn run_action(db: &DatabaseConnection, command: ActionCommand) -> anyh
                 service_account: args.service_account,
                 auth_window_minutes: args.auth_window_minutes,
             };
-            let updated = resources::update_action(db, &args.key, update).await?;
-            print_change("updated", &updated, args.output)
+            let updated = resources::update_action_with_retry_policy(
+                db,
+                &args.key,
+                update,
+                args.retry.into_update(),
+            )
+            .await?;
+            let retry_policy = resources::find_retry_policy(db, updated.id).await?;
+            print_action_change("updated", &updated, retry_policy, args.output)
         }
         ActionCommand::Delete(args) => {
             let action = resources::delete_action(db, &args.key).await?;
@@ -525,7 +656,34 @@ pub async fn run_action(db: &DatabaseConnection, command: ActionCommand) -> anyh
     }
 }
 
-fn action_fields(action: &action::Model) -> Vec<(&'static str, String)> {
+/// Prints the outcome of action create or update, with the retry policy
+/// in JSON.
+fn print_action_change(
+    verb: &str,
+    action: &action::Model,
+    retry_policy: RetryPolicy,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Table => print_change(verb, action, output),
+        OutputFormat::Json => print_json(&ActionView {
+            action,
+            retry_policy,
+        }),
+    }
+}
+
+fn action_fields(
+    action: &action::Model,
+    retry_policy: &RetryPolicy,
+) -> Vec<(&'static str, String)> {
+    let backoff = match retry_policy.backoff {
+        Backoff::Exponential => "exponential",
+        Backoff::Linear => "linear",
+    };
+    let max_event_age = retry_policy
+        .max_event_age_secs
+        .map_or_else(|| "none".to_owned(), |seconds| format!("{seconds} s"));
     vec![
         ("id", action.id.to_string()),
         ("name", action.name.clone()),
@@ -536,6 +694,15 @@ fn action_fields(action: &action::Model) -> Vec<(&'static str, String)> {
             "auth window",
             format!("{} minutes", action.auth_window_minutes),
         ),
+        ("max attempts", retry_policy.max_attempts.to_string()),
+        (
+            "backoff",
+            format!(
+                "{backoff}, {} ms up to {} ms",
+                retry_policy.initial_delay_ms, retry_policy.max_delay_ms
+            ),
+        ),
+        ("max event age", max_event_age),
         ("description", optional(action.description.as_deref())),
         ("configuration", action.configuration.to_string()),
         ("created", format_time(action.created_at)),
@@ -564,6 +731,10 @@ pub enum TriggerCommand {
     Deactivate(KeyArgs),
     /// Delete a trigger and its execution history.
     Delete(KeyArgs),
+    /// Decode an event from a file as a record of an event source and test
+    /// it against each trigger of that source. Nothing is recorded or
+    /// published.
+    Test(TriggerTestArgs),
 }
 
 /// Arguments of `trigger create`.
@@ -710,7 +881,249 @@ pub async fn run_trigger(db: &DatabaseConnection, command: TriggerCommand) -> an
             ))?;
             Ok(())
         }
+        TriggerCommand::Test(args) => test_event(db, args).await,
     }
+}
+
+// ---------------------------------------------------------------------------
+// trigger test
+// ---------------------------------------------------------------------------
+
+/// Arguments of `trigger test`.
+#[derive(Debug, Args)]
+pub struct TriggerTestArgs {
+    /// Name or id of the event source whose decoder and triggers are used.
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub event_source: String,
+    /// File with the record value, such as a webhook body, or - for
+    /// standard input.
+    #[arg(long, value_name = "FILE")]
+    pub file: String,
+    /// Record header as NAME=VALUE, such as x-github-event=push. Repeat it
+    /// for several headers. A webhook signature (x-hub-signature-256) is
+    /// verified only when given.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Output format: a table of the triggers, or a JSON object that also
+    /// contains the decoded document.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// Header of a GitHub webhook signature.
+const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// Topic of the simulated record when the event source reads no topic.
+const TEST_TOPIC: &str = "trigger-test";
+
+/// The outcome of one trigger in `trigger test`.
+#[derive(Debug, Serialize)]
+struct TriggerTestResult {
+    id: uuid::Uuid,
+    name: String,
+    active: bool,
+    matches: bool,
+    /// The first failed condition when the trigger does not match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatch: Option<crate::matching::Mismatch>,
+    /// The compilation error of a stored filter that does not compile, for
+    /// a row edited in the database directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_filter: Option<String>,
+}
+
+/// Runs `trigger test`: decodes the file as a record of the event source
+/// and explains each of the source's triggers against the document.
+async fn test_event(db: &DatabaseConnection, args: TriggerTestArgs) -> anyhow::Result<()> {
+    let model = resources::find_event_source(db, &args.event_source).await?;
+    let mut source = crate::event::EventSource::from_model(&model)
+        .with_context(|| format!("event source {} has an invalid configuration", model.name))?;
+    let payload = read_test_file(&args.file)?;
+
+    // Without a signature header, the event is decoded as if the source
+    // had no secret, so that an unsigned payload can be tried.
+    let signature_given = args
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(SIGNATURE_HEADER));
+    let signature_skipped = source.secret.is_some() && !signature_given;
+    if signature_skipped {
+        source.secret = None;
+    }
+
+    let record = crate::event::InboundRecord {
+        topic: source
+            .topics
+            .first()
+            .cloned()
+            .unwrap_or_else(|| TEST_TOPIC.to_owned()),
+        payload: Some(payload),
+        headers: args
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name, Some(value.into_bytes())))
+            .collect(),
+        ..crate::event::InboundRecord::default()
+    };
+    let event = crate::event::decode(&source, &record)
+        .map_err(|error| anyhow::anyhow!(decode_failure(&args.file, &source, &error)))?;
+
+    let triggers: Vec<trigger::Model> = resources::list_triggers(db)
+        .await?
+        .into_iter()
+        .filter(|trigger| trigger.event_source_id == source.id)
+        .collect();
+    let results = test_triggers(&triggers, &event.document);
+
+    match args.output {
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "event_source": {
+                "id": source.id,
+                "name": source.name,
+                "flavor": source.flavor,
+                "active": source.is_active,
+            },
+            "signature_verified": source.secret.is_some(),
+            "event": {
+                "id": event.id,
+                "type": event.event_type,
+                "metadata": event.metadata,
+                "document": event.document,
+            },
+            "matching_active_triggers": results
+                .iter()
+                .filter(|result| result.active && result.matches)
+                .count(),
+            "triggers": results,
+        })),
+        OutputFormat::Table => write_stdout(&render_test_report(
+            &source,
+            signature_skipped,
+            &event,
+            &results,
+        )),
+    }
+}
+
+/// Parses a `--header NAME=VALUE` argument.
+fn parse_header(argument: &str) -> Result<(String, String), String> {
+    match argument.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "invalid header {argument:?}; expected NAME=VALUE, such as x-github-event=push"
+        )),
+    }
+}
+
+/// Reads the record value from `path`, or from standard input for `-`.
+fn read_test_file(path: &str) -> anyhow::Result<Vec<u8>> {
+    if path == "-" {
+        let mut payload = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut payload)
+            .context("cannot read the event from standard input")?;
+        return Ok(payload);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read event file {path}"))
+}
+
+/// Describes a decoding failure, with the flag to add for a missing header.
+fn decode_failure(
+    file: &str,
+    source: &crate::event::EventSource,
+    error: &crate::event::DecodeError,
+) -> String {
+    let mut message = format!(
+        "cannot decode {file} as an event of {} event source {}: {error}",
+        source.flavor, source.name
+    );
+    if let crate::event::DecodeError::MissingHeader(header) = error {
+        message.push_str(&format!("; pass it with --header {header}=VALUE"));
+    }
+    message
+}
+
+/// Tests `document` against each trigger, active or not, in the given order.
+fn test_triggers(triggers: &[trigger::Model], document: &Value) -> Vec<TriggerTestResult> {
+    triggers
+        .iter()
+        .map(|trigger| {
+            let mut result = TriggerTestResult {
+                id: trigger.id,
+                name: trigger.name.clone(),
+                active: trigger.is_active,
+                matches: false,
+                mismatch: None,
+                invalid_filter: None,
+            };
+            match crate::matching::Pattern::compile(&trigger.event_filter) {
+                Ok(pattern) => match pattern.explain(document) {
+                    Ok(()) => result.matches = true,
+                    Err(mismatch) => result.mismatch = Some(mismatch),
+                },
+                Err(error) => result.invalid_filter = Some(error.to_string()),
+            }
+            result
+        })
+        .collect()
+}
+
+/// Renders the `trigger test` report: the event, one row per trigger and
+/// a summary line.
+fn render_test_report(
+    source: &crate::event::EventSource,
+    signature_skipped: bool,
+    event: &crate::event::Event,
+    results: &[TriggerTestResult],
+) -> String {
+    let mut report = format!(
+        "event source: {} ({}{})\nevent: {} (type {})\n",
+        source.name,
+        source.flavor,
+        if source.is_active { "" } else { ", inactive" },
+        event.id,
+        event.event_type,
+    );
+    if signature_skipped {
+        report.push_str(&format!(
+            "signature: not verified, because no {SIGNATURE_HEADER} header was given\n"
+        ));
+    }
+    report.push('\n');
+
+    if results.is_empty() {
+        report.push_str(&format!("event source {} has no triggers\n", source.name));
+        return report;
+    }
+    let mut table = Table::new(&["TRIGGER", "ACTIVE", "RESULT", "FIRST FAILED CONDITION"]);
+    for result in results {
+        let (outcome, detail) = match (&result.mismatch, &result.invalid_filter) {
+            (_, Some(error)) => ("invalid filter", error.clone()),
+            (Some(mismatch), None) => ("no match", mismatch.to_string()),
+            (None, None) => ("match", "-".to_owned()),
+        };
+        table.push(vec![
+            result.name.clone(),
+            yes_no(result.active),
+            outcome.to_owned(),
+            detail,
+        ]);
+    }
+    report.push_str(&table.render());
+
+    let active = results.iter().filter(|result| result.active).count();
+    let matching = results
+        .iter()
+        .filter(|result| result.active && result.matches)
+        .count();
+    report.push_str(&format!("\n{matching} of {active} active triggers match"));
+    if !source.is_active {
+        report.push_str(", but the event source is inactive, so the daemon skips its records");
+    }
+    report.push('\n');
+    report
 }
 
 fn trigger_fields(trigger: &trigger::Model, names: &ResourceNames) -> Vec<(&'static str, String)> {
@@ -1079,5 +1492,139 @@ mod tests {
         assert_eq!(only_subtype("github").as_deref(), Some("webhook"));
         assert_eq!(only_subtype("json").as_deref(), Some("kafka"));
         assert_eq!(only_subtype("gitlab"), None);
+    }
+
+    #[test]
+    fn parse_header_splits_at_first_equals() {
+        assert_eq!(
+            parse_header("x-github-event=push"),
+            Ok(("x-github-event".to_owned(), "push".to_owned()))
+        );
+        assert_eq!(
+            parse_header("ce_source=/a=b"),
+            Ok(("ce_source".to_owned(), "/a=b".to_owned()))
+        );
+        assert_eq!(
+            parse_header("empty="),
+            Ok(("empty".to_owned(), String::new()))
+        );
+        let error = parse_header("x-github-event").unwrap_err();
+        assert_eq!(
+            error,
+            "invalid header \"x-github-event\"; expected NAME=VALUE, such as x-github-event=push"
+        );
+        assert!(parse_header("=push").is_err());
+    }
+
+    fn test_trigger(name: &str, filter: Value, is_active: bool) -> trigger::Model {
+        trigger::Model {
+            id: uuid::Uuid::new_v4(),
+            name: name.to_owned(),
+            description: None,
+            event_source_id: uuid::Uuid::new_v4(),
+            action_id: uuid::Uuid::new_v4(),
+            event_filter: filter,
+            is_active,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn test_source(is_active: bool) -> crate::event::EventSource {
+        crate::event::EventSource {
+            id: uuid::Uuid::new_v4(),
+            name: "gh".to_owned(),
+            flavor: Flavor::Github,
+            subtype: "webhook".to_owned(),
+            topics: vec!["github-events".to_owned()],
+            secret: None,
+            is_active,
+        }
+    }
+
+    fn test_event_of(document: Value) -> crate::event::Event {
+        crate::event::Event {
+            id: "delivery-1".to_owned(),
+            event_type: "push".to_owned(),
+            document,
+            metadata: json!({}),
+        }
+    }
+
+    #[test]
+    fn test_triggers_explains_each_trigger() {
+        let triggers = [
+            test_trigger("on-main", json!({"branch": "main"}), true),
+            test_trigger("on-tags", json!({"ref": [{"prefix": "refs/tags/"}]}), true),
+            test_trigger("paused", json!({"branch": "main"}), false),
+            test_trigger("broken", json!({"branch": []}), true),
+        ];
+        let document = json!({"ref": "refs/heads/main", "branch": "main"});
+        let results = test_triggers(&triggers, &document);
+
+        assert_eq!(results.len(), 4);
+        assert!(results[0].matches);
+        assert!(results[0].mismatch.is_none());
+        assert!(!results[1].matches);
+        let mismatch = results[1].mismatch.as_ref().unwrap();
+        assert_eq!(mismatch.path, "$.ref");
+        assert_eq!(mismatch.actual, Some(json!("refs/heads/main")));
+        assert!(results[2].matches);
+        assert!(!results[2].active);
+        assert!(!results[3].matches);
+        assert_eq!(
+            results[3].invalid_filter.as_deref(),
+            Some(
+                "at $.branch: array of alternatives is empty; list at least one value or operator"
+            )
+        );
+    }
+
+    #[test]
+    fn render_test_report_lists_triggers_and_summary() {
+        let triggers = [
+            test_trigger("on-main", json!({"branch": "main"}), true),
+            test_trigger("on-tags", json!({"ref": [{"prefix": "refs/tags/"}]}), true),
+            test_trigger("paused", json!({"branch": "main"}), false),
+        ];
+        let event = test_event_of(json!({"ref": "refs/heads/main", "branch": "main"}));
+        let results = test_triggers(&triggers, &event.document);
+        let report = render_test_report(&test_source(true), true, &event, &results);
+
+        let expected = "\
+event source: gh (github)
+event: delivery-1 (type push)
+signature: not verified, because no x-hub-signature-256 header was given
+
+TRIGGER  ACTIVE  RESULT    FIRST FAILED CONDITION
+on-main  yes     match     -
+on-tags  yes     no match  at $.ref: expected [{\"prefix\":\"refs/tags/\"}], found \"refs/heads/main\"
+paused   no      match     -
+
+1 of 2 active triggers match
+";
+        assert_eq!(report, expected);
+    }
+
+    #[test]
+    fn render_test_report_of_inactive_source_without_triggers() {
+        let event = test_event_of(json!({}));
+        let report = render_test_report(&test_source(false), false, &event, &[]);
+        assert_eq!(
+            report,
+            "event source: gh (github, inactive)\nevent: delivery-1 (type push)\n\n\
+             event source gh has no triggers\n"
+        );
+
+        let triggers = [test_trigger("on-main", json!({"branch": "main"}), true)];
+        let results = test_triggers(&triggers, &json!({"branch": "main"}));
+        let report = render_test_report(&test_source(false), false, &event, &results);
+        assert!(
+            report.ends_with(
+                "1 of 1 active triggers match, but the event source is inactive, \
+                 so the daemon skips its records\n"
+            ),
+            "{report}"
+        );
     }
 }

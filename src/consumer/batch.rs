@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::dead_letter::dead_letter;
+use super::dead_letter::{dead_letter, PAYLOAD_OMITTED_HEADER};
 use crate::dispatch::{DispatchInput, Dispatcher};
 use crate::event::{self, Event, EventSource, InboundRecord};
 use crate::kafka::{produce_all, OutboundRecord};
@@ -49,6 +49,7 @@ pub struct Pipeline {
 
 /// A decoded event and the triggers it matched.
 struct MatchedEvent<'a> {
+    record: &'a InboundRecord,
     source: Arc<EventSource>,
     event: Event,
     triggers: Vec<&'a CompiledTrigger>,
@@ -80,6 +81,7 @@ impl Pipeline {
         index: &TriggerIndex,
         records: &[InboundRecord],
     ) -> Result<BatchOutcome> {
+        let started = std::time::Instant::now();
         let mut outcome = BatchOutcome {
             records: records.len(),
             ..BatchOutcome::default()
@@ -89,6 +91,19 @@ impl Pipeline {
         let mut dead_letters: Vec<OutboundRecord> = Vec::new();
         let mut matched: Vec<MatchedEvent<'_>> = Vec::new();
         for record in records {
+            if record.headers_unreadable {
+                let message =
+                    "a header name is not valid UTF-8; the record's headers are not copied";
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, reason = "invalid_header", "record dead-lettered");
+                dead_letters.push(dead_letter(
+                    &self.dlq_topic,
+                    record,
+                    "invalid_header",
+                    message,
+                    None,
+                ));
+                continue;
+            }
             let source = match index.resolve_source(record) {
                 Ok(source) => Arc::clone(source),
                 Err(error) => {
@@ -126,6 +141,7 @@ impl Pipeline {
             tracing::debug!(event_id = %event.id, event_source = %source.name, event_type = %event.event_type, triggers = triggers.len(), "event matched");
             if !triggers.is_empty() {
                 matched.push(MatchedEvent {
+                    record,
                     source,
                     event,
                     triggers,
@@ -180,14 +196,19 @@ impl Pipeline {
                     .get(&execution_id)
                     .copied()
                     .unwrap_or(&matched.event.metadata);
-                requests.push(self.dispatcher.build(&DispatchInput {
+                let mut request = self.dispatcher.build(&DispatchInput {
                     execution_id,
                     trigger: &compiled.trigger,
                     action: &compiled.action,
                     source: &matched.source,
                     event: &matched.event,
                     metadata,
-                })?);
+                })?;
+                // Carry the event's W3C trace context to the worker.
+                request
+                    .headers
+                    .extend(crate::metrics::trace_headers(matched.record));
+                requests.push(request);
                 dispatched_ids.push(execution_id);
             }
         }
@@ -195,6 +216,109 @@ impl Pipeline {
         executions::mark_dispatched(&self.db, &dispatched_ids).await?;
         outcome.published = requests.len();
 
+        crate::metrics::record_batch(
+            records,
+            &dead_letters,
+            stored.len(),
+            &requests,
+            started.elapsed().as_secs_f64(),
+        );
         Ok(outcome)
+    }
+
+    /// Processes `records` one at a time, dead-lettering each record whose
+    /// processing fails with a permanent error.
+    ///
+    /// The consumer falls back to this when a whole batch failed with an
+    /// error that retrying cannot fix, so that one bad record (an event the
+    /// database refuses, an action request too large for the broker) cannot
+    /// stop its partition. A transient error still fails the call, and the
+    /// caller retries.
+    pub async fn process_isolating(
+        &self,
+        index: &TriggerIndex,
+        records: &[InboundRecord],
+    ) -> Result<BatchOutcome> {
+        let mut total = BatchOutcome::default();
+        for record in records {
+            match self.process(index, std::slice::from_ref(record)).await {
+                Ok(outcome) => total.add(&outcome),
+                Err(error) if error.is_permanent() => {
+                    self.dead_letter_unprocessable(index, record, &error)
+                        .await?;
+                    total.records += 1;
+                    total.dead_lettered += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(total)
+    }
+
+    /// Dead-letters a record that cannot be processed, and fails the
+    /// executions it may have left `pending` so the sweep does not retry them.
+    async fn dead_letter_unprocessable(
+        &self,
+        index: &TriggerIndex,
+        record: &InboundRecord,
+        error: &crate::Error,
+    ) -> Result<()> {
+        let message = format!("processing failed: {error}");
+        tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, %error, "record dead-lettered: processing failed with an error that retrying cannot fix");
+
+        let source = index.resolve_source(record).ok();
+        if let Some(source) = source {
+            if let Ok(event) = event::decode(source, record) {
+                match executions::fail_pending_of_event(&self.db, &event.id, &message).await {
+                    Ok(_) => {}
+                    Err(update_error) if update_error.is_permanent() => {
+                        // The database refused this event's data, so it
+                        // recorded nothing for it either.
+                    }
+                    Err(update_error) => return Err(update_error),
+                }
+            }
+        }
+
+        let source_name = source.map(|source| source.name.as_str());
+        let copy = dead_letter(
+            &self.dlq_topic,
+            record,
+            "processing_failed",
+            &message,
+            source_name,
+        );
+        match produce_all(&self.producer, std::slice::from_ref(&copy)).await {
+            Ok(()) => Ok(()),
+            Err(error) if crate::Error::from(error.clone()).is_permanent() => {
+                // Too large for the dead letter topic as well: keep the
+                // headers, which say where the original is.
+                let mut without_value = copy;
+                without_value.headers.push((
+                    PAYLOAD_OMITTED_HEADER.to_owned(),
+                    without_value.payload.len().to_string().into_bytes(),
+                ));
+                without_value.payload = Vec::new();
+                Ok(produce_all(&self.producer, std::slice::from_ref(&without_value)).await?)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Returns the producer's fatal error, after which it cannot send again.
+    pub fn fatal_producer_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+        use rdkafka::producer::Producer as _;
+        self.producer.client().fatal_error()
+    }
+}
+
+impl BatchOutcome {
+    fn add(&mut self, other: &BatchOutcome) {
+        self.records += other.records;
+        self.matched += other.matched;
+        self.executions += other.executions;
+        self.published += other.published;
+        self.dead_lettered += other.dead_lettered;
+        self.skipped += other.skipped;
     }
 }

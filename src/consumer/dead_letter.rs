@@ -21,6 +21,10 @@ pub const SOURCE_PARTITION_HEADER: &str = "event-hub-source-partition";
 pub const SOURCE_OFFSET_HEADER: &str = "event-hub-source-offset";
 /// Header with the name of the event source, when it was resolved.
 pub const EVENT_SOURCE_NAME_HEADER: &str = "event-hub-event-source";
+/// Header present when the record's value was too large to copy; it
+/// contains the value's size in bytes, and the original stays at its source
+/// position.
+pub const PAYLOAD_OMITTED_HEADER: &str = "event-hub-payload-omitted";
 /// Header with the time the record was dead-lettered (RFC 3339, UTC).
 pub const FAILED_AT_HEADER: &str = "event-hub-failed-at";
 

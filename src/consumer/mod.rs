@@ -14,6 +14,7 @@
 
 mod batch;
 pub mod dead_letter;
+pub mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -86,6 +87,7 @@ impl Consumer {
         self.follow_index();
         self.health.set_consuming(true);
         let mut index_open = true;
+        let mut consecutive_errors: u32 = 0;
 
         loop {
             // `biased`: check shutdown first so that a busy topic cannot
@@ -106,10 +108,21 @@ impl Consumer {
             };
 
             let first = match first {
-                Ok(message) => InboundRecord::from_message(&message),
+                Ok(message) => {
+                    consecutive_errors = 0;
+                    InboundRecord::from_message(&message)
+                }
                 Err(error) => {
-                    log_consumer_error(&error);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Log the first error of a run and then one in fifty, and
+                    // back off up to 5 s, so an outage does not flood the log.
+                    consecutive_errors = consecutive_errors.saturating_add(1);
+                    if consecutive_errors == 1 || consecutive_errors.is_multiple_of(50) {
+                        log_consumer_error(&error, consecutive_errors);
+                    }
+                    let delay = Duration::from_millis(200)
+                        .saturating_mul(consecutive_errors.min(25))
+                        .min(Duration::from_secs(5));
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
             };
@@ -119,10 +132,15 @@ impl Consumer {
                 continue;
             }
 
-            if !self.process_with_retries(&mut batch, &shutdown).await {
-                break;
+            match self.process_with_retries(&mut batch, &shutdown).await {
+                Ok(true) => self.store_offsets(&batch),
+                Ok(false) => break,
+                Err(fatal) => {
+                    self.health.set_consuming(false);
+                    self.commit_on_shutdown();
+                    return Err(fatal);
+                }
             }
-            self.store_offsets(&batch);
         }
 
         self.health.set_consuming(false);
@@ -167,7 +185,7 @@ impl Consumer {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(InboundRecord::from_message(&message)),
                 Ok(Err(error)) => {
-                    log_consumer_error(&error);
+                    log_consumer_error(&error, 1);
                     break;
                 }
                 Err(_elapsed) => break,
@@ -177,7 +195,8 @@ impl Consumer {
     }
 
     /// Runs the batch until it succeeds, retrying with capped exponential
-    /// backoff and jitter. Returns `false` if shutdown interrupted the retries.
+    /// backoff and jitter. Returns `Ok(false)` if shutdown interrupted the
+    /// retries, and an error if the producer can never send again.
     ///
     /// While it retries, every assigned partition is paused and the consumer
     /// keeps polling, so the replica stays in its group without reading
@@ -188,15 +207,21 @@ impl Consumer {
         &self,
         batch: &mut Vec<InboundRecord>,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) -> Result<bool> {
         let mut attempt: u32 = 0;
         loop {
             if batch.is_empty() {
                 self.resume_all();
-                return true;
+                return Ok(true);
             }
             let index = self.index.borrow().clone();
-            let result = self.pipeline.process(&index, batch).await;
+            let mut result = self.pipeline.process(&index, batch).await;
+            if let Err(error) = &result {
+                if error.is_permanent() {
+                    tracing::warn!(%error, records = batch.len(), "batch failed with an error that retrying cannot fix; processing its records one by one");
+                    result = self.pipeline.process_isolating(&index, batch).await;
+                }
+            }
             self.report_health(&result);
             match result {
                 Ok(outcome) => {
@@ -217,9 +242,18 @@ impl Consumer {
                             "batch processed"
                         );
                     }
-                    return true;
+                    return Ok(true);
                 }
                 Err(error) => {
+                    if let Some((code, reason)) = self.pipeline.fatal_producer_error() {
+                        // An idempotent producer that lost its state (for
+                        // example after the broker lost its data) cannot send
+                        // again; a new process gets a new producer.
+                        tracing::error!(?code, reason, "the producer hit a fatal error; stopping so that the replica is restarted");
+                        return Err(Error::Kafka(rdkafka::error::KafkaError::MessageProduction(
+                            code,
+                        )));
+                    }
                     attempt = attempt.saturating_add(1);
                     let delay = backoff(attempt, self.options.max_retry_backoff);
                     let first = &batch[0];
@@ -238,7 +272,7 @@ impl Consumer {
                     }
                     if !self.wait_paused(delay, batch, shutdown).await {
                         tracing::warn!(records = batch.len(), "shutdown during retries; the batch stays uncommitted and will be redelivered");
-                        return false;
+                        return Ok(false);
                     }
                     self.drop_unassigned(batch);
                 }
@@ -266,7 +300,7 @@ impl Consumer {
                         // A partition assigned during the wait is not paused yet.
                         self.pause_all();
                     }
-                    Err(error) => log_consumer_error(&error),
+                    Err(error) => log_consumer_error(&error, 1),
                 },
             }
         }
@@ -309,8 +343,14 @@ impl Consumer {
                 self.health.set_database_ok(true);
                 self.health.set_broker_ok(true);
             }
-            Err(Error::Database(_)) => self.health.set_database_ok(false),
-            Err(Error::Kafka(_)) => self.health.set_broker_ok(false),
+            Err(Error::Database(_)) => {
+                self.health.set_database_ok(false);
+                crate::metrics::record_db_error();
+            }
+            Err(Error::Kafka(_)) => {
+                self.health.set_broker_ok(false);
+                crate::metrics::record_broker_error();
+            }
             Err(_) => {}
         }
     }
@@ -379,13 +419,17 @@ impl Consumer {
     }
 }
 
-/// Logs a consumer error; a missing topic is expected until it is created.
-fn log_consumer_error(error: &KafkaError) {
+/// Logs a consumer error; a missing topic is expected until it is created,
+/// and an unreachable broker is retried by librdkafka.
+fn log_consumer_error(error: &KafkaError, consecutive: u32) {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
-            tracing::warn!(%error, "subscribed topic does not exist yet");
+            tracing::warn!(%error, consecutive, "subscribed topic does not exist yet");
         }
-        _ => tracing::error!(%error, "consumer error"),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
+            tracing::warn!(%error, consecutive, "broker unreachable; librdkafka reconnects");
+        }
+        _ => tracing::error!(%error, consecutive, "consumer error"),
     }
 }
 

@@ -93,9 +93,25 @@ pub fn decode(source: &EventSource, record: &InboundRecord) -> Result<Event, Dec
 
 /// Checks `x-hub-signature-256` against the HMAC-SHA256 of the raw value.
 fn verify_signature(secret: &SecretString, record: &InboundRecord) -> Result<(), DecodeError> {
-    let header = record
-        .header(SIGNATURE_HEADER)
-        .ok_or(DecodeError::MissingSignature)?;
+    verify_body_signature(
+        secret,
+        record.header(SIGNATURE_HEADER),
+        record.payload.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Checks an `x-hub-signature-256` value (`sha256=` and hex digits) against
+/// the HMAC-SHA256 of `body` keyed with `secret`, in constant time.
+///
+/// Fails with [`DecodeError::MissingSignature`] when `signature` is `None`
+/// and with [`DecodeError::InvalidSignature`] when it is malformed or wrong.
+/// The webhook ingress calls it before it accepts a delivery.
+pub fn verify_body_signature(
+    secret: &SecretString,
+    signature: Option<&[u8]>,
+    body: &[u8],
+) -> Result<(), DecodeError> {
+    let header = signature.ok_or(DecodeError::MissingSignature)?;
     let signature = header
         .strip_prefix(SIGNATURE_PREFIX)
         .and_then(|digits| hex::decode(digits).ok())
@@ -104,7 +120,7 @@ fn verify_signature(secret: &SecretString, record: &InboundRecord) -> Result<(),
     // HMAC accepts keys of any length, so this error is unreachable in practice.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
         .map_err(|_| DecodeError::InvalidSignature)?;
-    mac.update(record.payload.as_deref().unwrap_or_default());
+    mac.update(body);
     // `verify_slice` compares in constant time and rejects a wrong length.
     mac.verify_slice(&signature)
         .map_err(|_| DecodeError::InvalidSignature)

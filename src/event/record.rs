@@ -22,20 +22,31 @@ pub struct InboundRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Create or log-append time in milliseconds since the epoch, if known.
     pub timestamp_ms: Option<i64>,
+    /// The record's headers could not be read (a header name that is not
+    /// UTF-8), so `headers` is empty and the record is dead-lettered.
+    pub headers_unreadable: bool,
 }
 
 impl InboundRecord {
     /// Copies a record borrowed from the consumer.
     pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // NOTE: rdkafka 0.39 unwraps the UTF-8 conversion of each header
+        // name and panics on any other name. The panic is caught here so
+        // that such a record is dead-lettered instead of stopping the daemon;
+        // the default panic hook still prints it once to stderr.
+        let headers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }));
+        let headers_unreadable = headers.is_err();
+        let headers = headers.unwrap_or_default();
         Self {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -44,6 +55,7 @@ impl InboundRecord {
             payload: message.payload().map(<[u8]>::to_vec),
             headers,
             timestamp_ms: message.timestamp().to_millis(),
+            headers_unreadable,
         }
     }
 

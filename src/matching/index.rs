@@ -6,14 +6,21 @@
 //! rebuilds the index when it changed, and publishes the new one; the
 //! consumer takes the current index at the start of each batch, so matching
 //! never waits for a rebuild.
+//!
+//! The triggers of each event source are compiled into one
+//! [`MatchEngine`], so matching an event costs about the same with 100 or
+//! 100,000 triggers (see the engine's documentation). [`TriggerIndex::with_trigger`]
+//! and [`TriggerIndex::without_trigger`] derive a new index from an existing
+//! one by rebuilding only the engine of the source concerned.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::Pattern;
+use super::engine::{EngineStats, MatchEngine, Matchable};
+use super::{Mismatch, Pattern, PatternError};
 use crate::event::{EventSource, InboundRecord};
 use crate::store::entity::{action, event_source, trigger};
 
@@ -30,6 +37,21 @@ pub struct CompiledTrigger {
     pub pattern: Pattern,
     /// The action the trigger requests.
     pub action: Arc<action::Model>,
+}
+
+impl Matchable for CompiledTrigger {
+    fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+}
+
+/// Whether one trigger matches a document, and if not, why.
+#[derive(Debug)]
+pub struct Explanation<'a> {
+    /// The trigger tested.
+    pub trigger: &'a CompiledTrigger,
+    /// `Ok` when the trigger's filter matches, else its first failed condition.
+    pub result: Result<(), Mismatch>,
 }
 
 /// Why a record has no event source to be decoded with.
@@ -61,14 +83,52 @@ impl SourceError {
     }
 }
 
+/// Why [`TriggerIndex::with_trigger`] cannot add a trigger.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerRejected {
+    /// The trigger's event source is not in the index.
+    #[error("trigger {trigger}: event source {event_source_id} is not in the trigger index")]
+    UnknownEventSource {
+        /// The trigger's name.
+        trigger: String,
+        /// The missing event source.
+        event_source_id: Uuid,
+    },
+    /// The trigger's action is not in the index.
+    #[error("trigger {trigger}: action {action_id} is not in the trigger index")]
+    UnknownAction {
+        /// The trigger's name.
+        trigger: String,
+        /// The missing action.
+        action_id: Uuid,
+    },
+    /// The trigger's filter does not compile.
+    #[error("trigger {trigger}: invalid event filter: {error}")]
+    InvalidFilter {
+        /// The trigger's name.
+        trigger: String,
+        /// The compilation error.
+        error: PatternError,
+    },
+}
+
 /// Active triggers grouped by event source, with the sources themselves.
 #[derive(Debug, Default)]
 pub struct TriggerIndex {
     sources: HashMap<Uuid, Arc<EventSource>>,
     source_ids_by_name: HashMap<String, Uuid>,
     source_ids_by_topic: HashMap<String, Vec<Uuid>>,
-    triggers_by_source: HashMap<Uuid, Vec<CompiledTrigger>>,
+    actions: HashMap<Uuid, Arc<action::Model>>,
+    engines: HashMap<Uuid, Arc<SourceTriggers>>,
     trigger_count: usize,
+}
+
+/// The triggers of one event source: their engine, and their ids to find
+/// a trigger's source without reading every trigger.
+#[derive(Debug)]
+struct SourceTriggers {
+    engine: MatchEngine<CompiledTrigger>,
+    trigger_ids: HashSet<Uuid>,
 }
 
 impl TriggerIndex {
@@ -108,47 +168,96 @@ impl TriggerIndex {
             }
         }
 
-        let actions: HashMap<Uuid, Arc<action::Model>> = actions
+        index.actions = actions
             .iter()
             .map(|action| (action.id, Arc::new(action.clone())))
             .collect();
 
+        let mut triggers_by_source: HashMap<Uuid, Vec<Arc<CompiledTrigger>>> = HashMap::new();
         for model in triggers.iter().filter(|trigger| trigger.is_active) {
-            let Some(action) = actions.get(&model.action_id) else {
-                tracing::error!(trigger = %model.name, action_id = %model.action_id, "trigger left out of the index: action not found");
-                continue;
-            };
-            if !index.sources.contains_key(&model.event_source_id) {
-                tracing::error!(trigger = %model.name, event_source_id = %model.event_source_id, "trigger left out of the index: event source not found");
-                continue;
-            }
-            match Pattern::compile(&model.event_filter) {
-                Ok(pattern) => {
-                    index
-                        .triggers_by_source
+            match index.compile(model) {
+                Ok(compiled) => {
+                    triggers_by_source
                         .entry(model.event_source_id)
                         .or_default()
-                        .push(CompiledTrigger {
-                            trigger: model.clone(),
-                            pattern,
-                            action: Arc::clone(action),
-                        });
+                        .push(Arc::new(compiled));
                     index.trigger_count += 1;
                 }
                 Err(error) => tracing::error!(
                     trigger = %model.name,
                     %error,
-                    "trigger left out of the index: invalid event filter"
+                    "trigger left out of the trigger index"
                 ),
             }
         }
 
+        for (source_id, compiled) in triggers_by_source {
+            index.insert_engine(source_id, compiled);
+        }
+        index
+    }
+
+    /// Returns a copy of the index in which the trigger `model` is added,
+    /// or replaces the trigger of the same id. An inactive `model` is
+    /// removed instead, like [`TriggerIndex::without_trigger`].
+    ///
+    /// Only the engines of the trigger's old and new event sources are
+    /// rebuilt, from their already compiled triggers, so the cost grows
+    /// with the number of triggers of those sources, not of the index.
+    pub fn with_trigger(&self, model: &trigger::Model) -> Result<Self, TriggerRejected> {
+        if !model.is_active {
+            return Ok(self.without_trigger(model.id));
+        }
+        let compiled = Arc::new(self.compile(model)?);
+
+        let mut index = self.shallow_copy();
+        let mut entries = self.entries_of(model.event_source_id).to_vec();
+        match self.source_of(model.id) {
+            // A replaced trigger keeps its place among the source's triggers.
+            Some(source_id) if source_id == model.event_source_id => {
+                match entries
+                    .iter()
+                    .position(|entry| entry.trigger.id == model.id)
+                {
+                    Some(position) => entries[position] = compiled,
+                    None => entries.push(compiled),
+                }
+            }
+            Some(old_source_id) => {
+                index.remove_from(old_source_id, model.id);
+                entries.push(compiled);
+                index.trigger_count += 1;
+            }
+            None => {
+                entries.push(compiled);
+                index.trigger_count += 1;
+            }
+        }
+        index.insert_engine(model.event_source_id, entries);
+        Ok(index)
+    }
+
+    /// Returns a copy of the index without the trigger `trigger_id`, or an
+    /// unchanged copy when it has no such trigger.
+    pub fn without_trigger(&self, trigger_id: Uuid) -> Self {
+        let mut index = self.shallow_copy();
+        if let Some(source_id) = self.source_of(trigger_id) {
+            index.remove_from(source_id, trigger_id);
+        }
         index
     }
 
     /// Returns the number of active triggers in the index.
     pub fn trigger_count(&self) -> usize {
         self.trigger_count
+    }
+
+    /// Returns the sizes of the matching engine of `source_id`.
+    pub fn engine_stats(&self, source_id: Uuid) -> EngineStats {
+        self.engines
+            .get(&source_id)
+            .map(|triggers| triggers.engine.stats())
+            .unwrap_or_default()
     }
 
     /// Returns the topics bound to event sources, sorted.
@@ -211,15 +320,124 @@ impl TriggerIndex {
         }
     }
 
-    /// Returns the active triggers of `source_id` whose filter matches `document`.
+    /// Returns the active triggers of `source_id` whose filter matches
+    /// `document`, in the order of the source's triggers in the index.
     pub fn matching(&self, source_id: Uuid, document: &Value) -> Vec<&CompiledTrigger> {
-        self.triggers_by_source
+        self.engines
             .get(&source_id)
-            .map(Vec::as_slice)
+            .map(|triggers| triggers.engine.matching(document))
             .unwrap_or_default()
+    }
+
+    /// Tests `document` against every active trigger of `source_id` and
+    /// returns, for each, whether it matches and else its first failed
+    /// condition. Matching triggers are those that
+    /// [`matching`](Self::matching) returns.
+    pub fn explain(&self, source_id: Uuid, document: &Value) -> Vec<Explanation<'_>> {
+        self.entries_of(source_id)
             .iter()
-            .filter(|compiled| compiled.pattern.matches(document))
+            .map(|entry| Explanation {
+                trigger: entry,
+                result: entry.pattern.explain(document),
+            })
             .collect()
+    }
+
+    /// Compiles an active trigger, checking that its source and action are
+    /// in the index.
+    fn compile(&self, model: &trigger::Model) -> Result<CompiledTrigger, TriggerRejected> {
+        let Some(action) = self.actions.get(&model.action_id) else {
+            return Err(TriggerRejected::UnknownAction {
+                trigger: model.name.clone(),
+                action_id: model.action_id,
+            });
+        };
+        if !self.sources.contains_key(&model.event_source_id) {
+            return Err(TriggerRejected::UnknownEventSource {
+                trigger: model.name.clone(),
+                event_source_id: model.event_source_id,
+            });
+        }
+        let pattern = Pattern::compile(&model.event_filter).map_err(|error| {
+            TriggerRejected::InvalidFilter {
+                trigger: model.name.clone(),
+                error,
+            }
+        })?;
+        Ok(CompiledTrigger {
+            trigger: model.clone(),
+            pattern,
+            action: Arc::clone(action),
+        })
+    }
+
+    /// Returns the triggers of `source_id` in the order of its engine.
+    fn entries_of(&self, source_id: Uuid) -> &[Arc<CompiledTrigger>] {
+        self.engines
+            .get(&source_id)
+            .map(|triggers| triggers.engine.entries())
+            .unwrap_or_default()
+    }
+
+    /// Returns the event source whose engine contains `trigger_id`.
+    fn source_of(&self, trigger_id: Uuid) -> Option<Uuid> {
+        self.engines
+            .iter()
+            .find(|(_, triggers)| triggers.trigger_ids.contains(&trigger_id))
+            .map(|(source_id, _)| *source_id)
+    }
+
+    /// Rebuilds the engine of `source_id` without `trigger_id`.
+    fn remove_from(&mut self, source_id: Uuid, trigger_id: Uuid) {
+        let entries: Vec<Arc<CompiledTrigger>> = self
+            .entries_of(source_id)
+            .iter()
+            .filter(|entry| entry.trigger.id != trigger_id)
+            .cloned()
+            .collect();
+        let removed = self.entries_of(source_id).len() - entries.len();
+        self.trigger_count -= removed;
+        self.insert_engine(source_id, entries);
+    }
+
+    /// Builds and stores the engine of one source, or removes it when the
+    /// source has no triggers left.
+    fn insert_engine(&mut self, source_id: Uuid, entries: Vec<Arc<CompiledTrigger>>) {
+        if entries.is_empty() {
+            self.engines.remove(&source_id);
+            return;
+        }
+        let trigger_ids = entries.iter().map(|entry| entry.trigger.id).collect();
+        let engine = MatchEngine::new(entries);
+        let stats = engine.stats();
+        if stats.scanned > 0 {
+            tracing::debug!(
+                event_source_id = %source_id,
+                triggers = stats.entries,
+                scanned = stats.scanned,
+                "triggers without an exact string condition are tested against every event of their source"
+            );
+        }
+        self.engines.insert(
+            source_id,
+            Arc::new(SourceTriggers {
+                engine,
+                trigger_ids,
+            }),
+        );
+    }
+
+    /// Copies the maps of the index. Sources, actions and engines are
+    /// shared, not copied.
+    fn shallow_copy(&self) -> Self {
+        Self {
+            sources: self.sources.clone(),
+            source_ids_by_name: self.source_ids_by_name.clone(),
+            source_ids_by_topic: self.source_ids_by_topic.clone(),
+            actions: self.actions.clone(),
+            engines: self.engines.clone(),
+            trigger_count: self.trigger_count,
+        }
     }
 }
 
@@ -670,6 +888,197 @@ mod tests {
                 .unwrap_err(),
             SourceError::UnknownHeader("mystery".to_owned())
         );
+    }
+
+    #[test]
+    fn matching_uses_index_keys_and_scan() {
+        let github = source_model("github", &["github-events"], true);
+        let run = action_model("run-pipeline");
+        let mut triggers: Vec<trigger::Model> = (0..50)
+            .map(|n| {
+                trigger_model(
+                    &format!("repo-{n:02}"),
+                    &github,
+                    &run,
+                    json!({ "repository": { "full_name": format!("o/r-{n}") }, "ref": ["refs/heads/main"] }),
+                    true,
+                )
+            })
+            .collect();
+        triggers.push(trigger_model(
+            "tags",
+            &github,
+            &run,
+            json!({ "ref": [{ "prefix": "refs/tags/" }] }),
+            true,
+        ));
+        let index = TriggerIndex::build(std::slice::from_ref(&github), &[run], &triggers);
+
+        let stats = index.engine_stats(github.id);
+        assert_eq!(stats.entries, 51);
+        assert_eq!(stats.scanned, 1);
+        assert_eq!(stats.key_paths, [("repository.full_name".to_owned(), 50)]);
+
+        let push = json!({ "repository": { "full_name": "o/r-7" }, "ref": "refs/heads/main" });
+        assert_eq!(matching_names(&index, github.id, &push), ["repo-07"]);
+        let tag = json!({ "repository": { "full_name": "o/r-7" }, "ref": "refs/tags/v1" });
+        assert_eq!(matching_names(&index, github.id, &tag), ["tags"]);
+        let other = json!({ "repository": { "full_name": "o/x" }, "ref": "refs/heads/main" });
+        assert!(matching_names(&index, github.id, &other).is_empty());
+    }
+
+    #[test]
+    fn with_trigger_adds_replaces_and_removes() {
+        let orders = source_model("orders", &["orders"], true);
+        let payments = source_model("payments", &["payments"], true);
+        let run = action_model("run-pipeline");
+        let created = trigger_model("created", &orders, &run, json!({ "type": "created" }), true);
+        let index = TriggerIndex::build(
+            &[orders.clone(), payments.clone()],
+            std::slice::from_ref(&run),
+            std::slice::from_ref(&created),
+        );
+
+        // Add a trigger.
+        let deleted = trigger_model("deleted", &orders, &run, json!({ "type": "deleted" }), true);
+        let added = index.with_trigger(&deleted).unwrap();
+        assert_eq!(added.trigger_count(), 2);
+        assert_eq!(
+            matching_names(&added, orders.id, &json!({ "type": "deleted" })),
+            ["deleted"]
+        );
+        // The original index is unchanged.
+        assert_eq!(index.trigger_count(), 1);
+        assert!(matching_names(&index, orders.id, &json!({ "type": "deleted" })).is_empty());
+
+        // Replace its filter: the old filter no longer matches.
+        let mut updated = deleted.clone();
+        updated.event_filter = json!({ "type": "archived" });
+        let replaced = added.with_trigger(&updated).unwrap();
+        assert_eq!(replaced.trigger_count(), 2);
+        assert!(matching_names(&replaced, orders.id, &json!({ "type": "deleted" })).is_empty());
+        assert_eq!(
+            matching_names(&replaced, orders.id, &json!({ "type": "archived" })),
+            ["deleted"]
+        );
+
+        // Move it to another source.
+        let mut moved = updated.clone();
+        moved.event_source_id = payments.id;
+        let moved_index = replaced.with_trigger(&moved).unwrap();
+        assert_eq!(moved_index.trigger_count(), 2);
+        assert!(matching_names(&moved_index, orders.id, &json!({ "type": "archived" })).is_empty());
+        assert_eq!(
+            matching_names(&moved_index, payments.id, &json!({ "type": "archived" })),
+            ["deleted"]
+        );
+
+        // Deactivate it, then remove the other one.
+        let mut inactive = moved.clone();
+        inactive.is_active = false;
+        let deactivated = moved_index.with_trigger(&inactive).unwrap();
+        assert_eq!(deactivated.trigger_count(), 1);
+        assert!(
+            matching_names(&deactivated, payments.id, &json!({ "type": "archived" })).is_empty()
+        );
+        let empty = deactivated.without_trigger(created.id);
+        assert_eq!(empty.trigger_count(), 0);
+        assert!(matching_names(&empty, orders.id, &json!({ "type": "created" })).is_empty());
+
+        // Removing an unknown trigger changes nothing.
+        assert_eq!(index.without_trigger(Uuid::new_v4()).trigger_count(), 1);
+    }
+
+    #[test]
+    fn with_trigger_keeps_place_of_replaced_trigger() {
+        let orders = source_model("orders", &["orders"], true);
+        let run = action_model("run-pipeline");
+        let triggers = [
+            trigger_model("a", &orders, &run, json!({ "type": "x" }), true),
+            trigger_model("b", &orders, &run, json!({ "type": "x" }), true),
+            trigger_model("c", &orders, &run, json!({ "type": "x" }), true),
+        ];
+        let index = TriggerIndex::build(std::slice::from_ref(&orders), &[run], &triggers);
+        let mut updated = triggers[1].clone();
+        updated.event_filter = json!({ "type": ["x", "y"] });
+        let replaced = index.with_trigger(&updated).unwrap();
+        let names: Vec<&str> = replaced
+            .matching(orders.id, &json!({ "type": "x" }))
+            .iter()
+            .map(|compiled| compiled.trigger.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn with_trigger_rejects_unknown_references_and_bad_filters() {
+        let orders = source_model("orders", &["orders"], true);
+        let run = action_model("run-pipeline");
+        let index = TriggerIndex::build(
+            std::slice::from_ref(&orders),
+            std::slice::from_ref(&run),
+            &[],
+        );
+
+        let unknown_action = trigger_model(
+            "t",
+            &orders,
+            &action_model("gone"),
+            json!({ "a": "x" }),
+            true,
+        );
+        assert!(matches!(
+            index.with_trigger(&unknown_action),
+            Err(TriggerRejected::UnknownAction { .. })
+        ));
+        let unknown_source = trigger_model(
+            "t",
+            &source_model("gone", &[], true),
+            &run,
+            json!({ "a": "x" }),
+            true,
+        );
+        assert!(matches!(
+            index.with_trigger(&unknown_source),
+            Err(TriggerRejected::UnknownEventSource { .. })
+        ));
+        let bad_filter = trigger_model("t", &orders, &run, json!({ "a": [] }), true);
+        let error = index.with_trigger(&bad_filter).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "trigger t: invalid event filter: at $.a: array of alternatives is empty; \
+             list at least one value or operator"
+        );
+    }
+
+    #[test]
+    fn explain_reports_each_trigger() {
+        let orders = source_model("orders", &["orders"], true);
+        let run = action_model("run-pipeline");
+        let triggers = [
+            trigger_model("created", &orders, &run, json!({ "type": "created" }), true),
+            trigger_model(
+                "big",
+                &orders,
+                &run,
+                json!({ "amount": [{ "numeric": [">", 100] }] }),
+                true,
+            ),
+            trigger_model("paused", &orders, &run, json!({ "type": "created" }), false),
+        ];
+        let index = TriggerIndex::build(std::slice::from_ref(&orders), &[run], &triggers);
+
+        let document = json!({ "type": "created", "amount": 20 });
+        let explanations = index.explain(orders.id, &document);
+        assert_eq!(explanations.len(), 2);
+        assert_eq!(explanations[0].trigger.trigger.name, "created");
+        assert_eq!(explanations[0].result, Ok(()));
+        assert_eq!(explanations[1].trigger.trigger.name, "big");
+        let mismatch = explanations[1].result.as_ref().unwrap_err();
+        assert_eq!(mismatch.path, "$.amount");
+        assert_eq!(mismatch.actual, Some(json!(20)));
+
+        assert!(index.explain(Uuid::new_v4(), &document).is_empty());
     }
 
     #[test]

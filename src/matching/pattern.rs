@@ -108,8 +108,15 @@
 //! the offending part: a pattern that is not an object, an empty object or
 //! array, an unknown operator, an operator with a value of the wrong type, an
 //! invalid numeric comparison or range, an invalid CIDR block, an invalid
-//! wildcard, a `$or` with fewer than two patterns, and objects nested deeper
-//! than [`MAX_DEPTH`].
+//! wildcard, a `$or` with fewer than two patterns, objects nested deeper
+//! than [`MAX_DEPTH`], more than [`MAX_CONDITIONS`] conditions and more than
+//! [`MAX_OR_ALTERNATIVES`] `$or` alternatives.
+//!
+//! # Explanations
+//!
+//! [`Pattern::explain`] tests a document like [`Pattern::matches`] and, when
+//! it does not match, returns the first condition that failed, with its path,
+//! the condition as JSON and the document's value there.
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
@@ -124,6 +131,20 @@ pub const MAX_DEPTH: usize = 32;
 /// Maximum number of `*` in a `wildcard` operator.
 pub const MAX_WILDCARDS: usize = 5;
 
+/// Maximum number of conditions in a pattern: exact values and operators,
+/// with each value listed in an `anything-but` counting as one.
+///
+/// A trigger that is a candidate for an event is tested condition by
+/// condition, so this bounds the time one trigger can take per event.
+pub const MAX_CONDITIONS: usize = 1000;
+
+/// Maximum number of `$or` alternatives in a pattern, over all its `$or` keys.
+///
+/// An event that matches no alternative is tested against each of them, and
+/// the matching engine may index a `$or` pattern under a key of each
+/// alternative, so this bounds both.
+pub const MAX_OR_ALTERNATIVES: usize = 100;
+
 /// Operator names, in the order error messages list them.
 const OPERATORS: &str =
     "prefix, suffix, equals-ignore-case, anything-but, numeric, exists, wildcard, cidr";
@@ -131,7 +152,7 @@ const OPERATORS: &str =
 /// A compiled event pattern.
 #[derive(Clone, Debug)]
 pub struct Pattern {
-    root: ObjectPattern,
+    pub(super) root: ObjectPattern,
 }
 
 /// Why an event filter is not a valid pattern.
@@ -153,12 +174,50 @@ impl PatternError {
     }
 }
 
+/// Counts of what a pattern compiled so far contains, checked against
+/// [`MAX_CONDITIONS`] and [`MAX_OR_ALTERNATIVES`].
+#[derive(Default)]
+struct Budget {
+    conditions: usize,
+    alternatives: usize,
+}
+
+impl Budget {
+    fn add_conditions(&mut self, count: usize, path: &str) -> Result<(), PatternError> {
+        self.conditions += count;
+        if self.conditions > MAX_CONDITIONS {
+            return Err(PatternError::new(
+                path,
+                format!(
+                    "pattern contains more than {MAX_CONDITIONS} conditions \
+                     (exact values and operators); split it into several triggers"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn add_alternatives(&mut self, count: usize, path: &str) -> Result<(), PatternError> {
+        self.alternatives += count;
+        if self.alternatives > MAX_OR_ALTERNATIVES {
+            return Err(PatternError::new(
+                path,
+                format!(
+                    "pattern lists more than {MAX_OR_ALTERNATIVES} $or alternatives in all; \
+                     split it into several triggers"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Pattern {
     /// Validates an event filter and compiles it for matching.
     ///
     /// Returns a [`PatternError`] naming the first invalid part found.
     pub fn compile(filter: &Value) -> Result<Self, PatternError> {
-        let root = compile_object(filter, "$", 1)?;
+        let root = compile_object(filter, "$", 1, &mut Budget::default())?;
         Ok(Self { root })
     }
 
@@ -174,21 +233,21 @@ impl Pattern {
 /// An object pattern: every field must match, and one of the `$or`
 /// alternatives too when there are any.
 #[derive(Clone, Debug)]
-struct ObjectPattern {
-    fields: Vec<FieldPattern>,
+pub(super) struct ObjectPattern {
+    pub(super) fields: Vec<FieldPattern>,
     /// Alternatives of the object's `$or` key, empty when it has none.
-    alternatives: Vec<ObjectPattern>,
+    pub(super) alternatives: Vec<ObjectPattern>,
 }
 
 /// The condition on one named field of an object.
 #[derive(Clone, Debug)]
-struct FieldPattern {
-    name: String,
-    condition: Condition,
+pub(super) struct FieldPattern {
+    pub(super) name: String,
+    pub(super) condition: Condition,
 }
 
 #[derive(Clone, Debug)]
-enum Condition {
+pub(super) enum Condition {
     /// The field is an object (or an array containing one) matching the pattern.
     Nested(ObjectPattern),
     /// The field matches at least one of the matchers.
@@ -197,7 +256,7 @@ enum Condition {
 
 /// One alternative of a leaf field: an exact value or an operator.
 #[derive(Clone, Debug)]
-enum Matcher {
+pub(super) enum Matcher {
     Equals(Scalar),
     /// Lowercased text.
     EqualsIgnoreCase(String),
@@ -212,7 +271,7 @@ enum Matcher {
 
 /// An exact JSON value other than an array or object.
 #[derive(Clone, Debug)]
-enum Scalar {
+pub(super) enum Scalar {
     String(String),
     Number(Number),
     Bool(bool),
@@ -221,14 +280,14 @@ enum Scalar {
 
 /// The text of a `prefix` or `suffix`, lowercased when `ignore_case` is set.
 #[derive(Clone, Debug)]
-struct Affix {
-    text: String,
-    ignore_case: bool,
+pub(super) struct Affix {
+    pub(super) text: String,
+    pub(super) ignore_case: bool,
 }
 
 /// Values excluded by an `anything-but`.
 #[derive(Clone, Debug)]
-enum Exclusion {
+pub(super) enum Exclusion {
     Values(Vec<Scalar>),
     Prefix(Affix),
     Suffix(Affix),
@@ -236,22 +295,24 @@ enum Exclusion {
 
 /// A `numeric` condition. An `=` comparison is stored as two inclusive bounds.
 #[derive(Clone, Debug)]
-struct NumericRange {
-    lower: Option<Bound>,
-    upper: Option<Bound>,
+pub(super) struct NumericRange {
+    pub(super) lower: Option<Bound>,
+    pub(super) upper: Option<Bound>,
 }
 
 #[derive(Clone, Debug)]
-struct Bound {
-    value: Number,
-    inclusive: bool,
+pub(super) struct Bound {
+    pub(super) value: Number,
+    pub(super) inclusive: bool,
 }
 
 /// A wildcard split at its stars: `a*b*c` is `["a", "b", "c"]`, so a value
 /// must start with the first part, end with the last, and contain the
 /// middle ones in order between them.
 #[derive(Clone, Debug)]
-struct Wildcard {
+pub(super) struct Wildcard {
+    /// The wildcard as written in the filter, for explanations.
+    pub(super) text: String,
     parts: Vec<String>,
 }
 
@@ -259,7 +320,12 @@ struct Wildcard {
 // Compilation
 // ---------------------------------------------------------------------------
 
-fn compile_object(value: &Value, path: &str, depth: usize) -> Result<ObjectPattern, PatternError> {
+fn compile_object(
+    value: &Value,
+    path: &str,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<ObjectPattern, PatternError> {
     if depth > MAX_DEPTH {
         return Err(PatternError::new(
             path,
@@ -287,9 +353,9 @@ fn compile_object(value: &Value, path: &str, depth: usize) -> Result<ObjectPatte
     for (name, field_value) in map {
         let field_path = child_path(path, name);
         if name == "$or" {
-            alternatives = compile_or(field_value, &field_path, depth)?;
+            alternatives = compile_or(field_value, &field_path, depth, budget)?;
         } else {
-            let condition = compile_condition(field_value, &field_path, depth)?;
+            let condition = compile_condition(field_value, &field_path, depth, budget)?;
             fields.push(FieldPattern {
                 name: name.clone(),
                 condition,
@@ -302,7 +368,12 @@ fn compile_object(value: &Value, path: &str, depth: usize) -> Result<ObjectPatte
     })
 }
 
-fn compile_or(value: &Value, path: &str, depth: usize) -> Result<Vec<ObjectPattern>, PatternError> {
+fn compile_or(
+    value: &Value,
+    path: &str,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Vec<ObjectPattern>, PatternError> {
     let Value::Array(items) = value else {
         return Err(PatternError::new(
             path,
@@ -321,16 +392,27 @@ fn compile_or(value: &Value, path: &str, depth: usize) -> Result<Vec<ObjectPatte
             ),
         ));
     }
+    budget.add_alternatives(items.len(), path)?;
     items
         .iter()
         .enumerate()
-        .map(|(index, item)| compile_object(item, &format!("{path}[{index}]"), depth + 1))
+        .map(|(index, item)| compile_object(item, &format!("{path}[{index}]"), depth + 1, budget))
         .collect()
 }
 
-fn compile_condition(value: &Value, path: &str, depth: usize) -> Result<Condition, PatternError> {
+fn compile_condition(
+    value: &Value,
+    path: &str,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Condition, PatternError> {
     match value {
-        Value::Object(_) => Ok(Condition::Nested(compile_object(value, path, depth + 1)?)),
+        Value::Object(_) => Ok(Condition::Nested(compile_object(
+            value,
+            path,
+            depth + 1,
+            budget,
+        )?)),
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(PatternError::new(
@@ -341,25 +423,38 @@ fn compile_condition(value: &Value, path: &str, depth: usize) -> Result<Conditio
             let matchers = items
                 .iter()
                 .enumerate()
-                .map(|(index, item)| compile_matcher(item, &format!("{path}[{index}]")))
+                .map(|(index, item)| compile_matcher(item, &format!("{path}[{index}]"), budget))
                 .collect::<Result<_, _>>()?;
             Ok(Condition::AnyOf(matchers))
         }
-        scalar => Ok(Condition::AnyOf(vec![Matcher::Equals(scalar_of(
-            scalar, path,
-        )?)])),
+        scalar => {
+            let matcher = Matcher::Equals(scalar_of(scalar, path)?);
+            budget.add_conditions(1, path)?;
+            Ok(Condition::AnyOf(vec![matcher]))
+        }
     }
 }
 
-fn compile_matcher(value: &Value, path: &str) -> Result<Matcher, PatternError> {
-    match value {
-        Value::Array(_) => Err(PatternError::new(
-            path,
-            "arrays cannot be nested in an array of alternatives; list all values in one array",
-        )),
-        Value::Object(operator) => compile_operator(operator, path),
-        scalar => Ok(Matcher::Equals(scalar_of(scalar, path)?)),
-    }
+fn compile_matcher(
+    value: &Value,
+    path: &str,
+    budget: &mut Budget,
+) -> Result<Matcher, PatternError> {
+    let matcher =
+        match value {
+            Value::Array(_) => return Err(PatternError::new(
+                path,
+                "arrays cannot be nested in an array of alternatives; list all values in one array",
+            )),
+            Value::Object(operator) => compile_operator(operator, path)?,
+            scalar => Matcher::Equals(scalar_of(scalar, path)?),
+        };
+    let conditions = match &matcher {
+        Matcher::AnythingBut(Exclusion::Values(values)) => values.len(),
+        _ => 1,
+    };
+    budget.add_conditions(conditions, path)?;
+    Ok(matcher)
 }
 
 fn compile_operator(operator: &Map<String, Value>, path: &str) -> Result<Matcher, PatternError> {
@@ -656,7 +751,10 @@ fn compile_wildcard(text: &str, path: &str) -> Result<Wildcard, PatternError> {
             ),
         ));
     }
-    Ok(Wildcard { parts })
+    Ok(Wildcard {
+        text: text.to_owned(),
+        parts,
+    })
 }
 
 fn push_to_last(parts: &mut [String], character: char) {
@@ -699,7 +797,7 @@ fn scalar_of(value: &Value, path: &str) -> Result<Scalar, PatternError> {
 
 /// Returns the JSON path of the member `name` of the object at `parent`,
 /// using dot notation for plain names and bracket notation for the rest.
-fn child_path(parent: &str, name: &str) -> String {
+pub(super) fn child_path(parent: &str, name: &str) -> String {
     let plain = name
         .chars()
         .next()
@@ -736,7 +834,7 @@ fn describe(value: &Value) -> &'static str {
 impl ObjectPattern {
     /// Tests the object at this level, where `None` is a missing field. A
     /// value that is not an object has no fields, like a missing one.
-    fn matches(&self, value: Option<&Value>) -> bool {
+    pub(super) fn matches(&self, value: Option<&Value>) -> bool {
         let object = value.and_then(Value::as_object);
         let fields_match = self
             .fields
@@ -752,7 +850,7 @@ impl ObjectPattern {
 }
 
 impl FieldPattern {
-    fn matches(&self, value: Option<&Value>) -> bool {
+    pub(super) fn matches(&self, value: Option<&Value>) -> bool {
         match &self.condition {
             Condition::Nested(pattern) => match value {
                 Some(array @ Value::Array(_)) => {
@@ -906,7 +1004,7 @@ impl Wildcard {
 
 /// Compares two JSON numbers by value: exactly when both are integers, else
 /// as `f64`, so integers beyond 2^53 compare approximately against floats.
-fn compare_numbers(left: &Number, right: &Number) -> Option<Ordering> {
+pub(super) fn compare_numbers(left: &Number, right: &Number) -> Option<Ordering> {
     match (integer_of(left), integer_of(right)) {
         (Some(left), Some(right)) => Some(left.cmp(&right)),
         _ => left.as_f64()?.partial_cmp(&right.as_f64()?),
@@ -1199,6 +1297,74 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn conditions_at_limit_compile() {
+        let values: Vec<Value> = (0..MAX_CONDITIONS).map(|n| json!(n)).collect();
+        let pattern = json!({ "a": values });
+        assert!(check(&pattern, &json!({"a": MAX_CONDITIONS - 1})));
+    }
+
+    #[test]
+    fn conditions_beyond_limit_are_rejected() {
+        let values: Vec<Value> = (0..=MAX_CONDITIONS).map(|n| json!(n)).collect();
+        let error = Pattern::compile(&json!({ "a": values })).unwrap_err();
+        assert_eq!(error.path, format!("$.a[{MAX_CONDITIONS}]"));
+        assert_eq!(
+            error.message,
+            "pattern contains more than 1000 conditions (exact values and operators); \
+             split it into several triggers"
+        );
+    }
+
+    #[test]
+    fn conditions_count_across_fields() {
+        // 500 values on "a" and 500 on "b" are at the limit; one scalar more
+        // on "c" crosses it, and the error names that field.
+        let half: Vec<Value> = (0..MAX_CONDITIONS / 2).map(|n| json!(n)).collect();
+        let at_limit = json!({"a": half.clone(), "b": {"c": half.clone()}});
+        assert!(Pattern::compile(&at_limit).is_ok());
+        let beyond = json!({"a": half.clone(), "b": {"c": half}, "d": "x"});
+        let error = Pattern::compile(&beyond).unwrap_err();
+        assert_eq!(error.path, "$.d");
+        assert!(
+            error.message.contains("more than 1000 conditions"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn anything_but_values_count_as_conditions() {
+        let excluded: Vec<Value> = (0..MAX_CONDITIONS).map(|n| json!(n)).collect();
+        let at_limit = json!({"a": [{"anything-but": excluded.clone()}]});
+        assert!(Pattern::compile(&at_limit).is_ok());
+        let beyond = json!({"a": [{"anything-but": excluded}, "x"]});
+        let error = Pattern::compile(&beyond).unwrap_err();
+        assert_eq!(error.path, "$.a[1]");
+    }
+
+    #[test]
+    fn or_alternatives_at_limit_compile() {
+        let alternatives: Vec<Value> = (0..MAX_OR_ALTERNATIVES)
+            .map(|n| json!({ "a": format!("v{n}") }))
+            .collect();
+        let pattern = json!({ "$or": alternatives });
+        assert!(check(&pattern, &json!({"a": "v99"})));
+    }
+
+    #[test]
+    fn or_alternatives_beyond_limit_are_rejected() {
+        // 60 alternatives at the top and 41 in a nested object: 101 in all.
+        let top: Vec<Value> = (0..60).map(|n| json!({ "a": n })).collect();
+        let nested: Vec<Value> = (0..41).map(|n| json!({ "b": n })).collect();
+        let pattern = json!({"$or": top, "d": {"$or": nested}});
+        let error = Pattern::compile(&pattern).unwrap_err();
+        assert_eq!(error.path, "$.d.$or");
+        assert_eq!(
+            error.message,
+            "pattern lists more than 100 $or alternatives in all; split it into several triggers"
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub async fn initial_index(
     let fingerprint = resources::fingerprint(db).await?;
     let index = load_index(db).await?;
     tracing::info!(triggers = index.trigger_count(), "trigger index loaded");
+    crate::metrics::set_trigger_index(index.trigger_count(), chrono::Utc::now());
     let (sender, _receiver) = watch::channel(Arc::new(index));
     Ok((sender, fingerprint))
 }
@@ -80,6 +81,7 @@ pub async fn refresh_loop(
         match load_index(&db).await {
             Ok(index) => {
                 tracing::info!(triggers = index.trigger_count(), "trigger index rebuilt");
+                crate::metrics::set_trigger_index(index.trigger_count(), chrono::Utc::now());
                 fingerprint = current;
                 sender.send_replace(Arc::new(index));
             }

@@ -39,7 +39,32 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection> 
         .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .sqlx_logging(false);
-    Ok(Database::connect(options).await?)
+    Database::connect(options).await.map_err(|error| {
+        let (shown_url, password) = redact_url(url);
+        let mut message = error.to_string();
+        if let Some(password) = password.filter(|password| !password.is_empty()) {
+            message = message.replace(password, "********");
+        }
+        message = message.replace(url, &shown_url);
+        crate::Error::DatabaseConnect {
+            url: shown_url,
+            message,
+        }
+    })
+}
+
+/// Returns `url` with its password replaced by `********`, and the password.
+pub fn redact_url(url: &str) -> (String, Option<&str>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    match credentials.split_once(':') {
+        Some((user, password)) => (format!("{scheme}://{user}:********@{host}"), Some(password)),
+        None => (url.to_owned(), None),
+    }
 }
 
 /// Applies every migration that has not run yet.
@@ -61,7 +86,19 @@ pub async fn ensure_migrated(db: &DatabaseConnection) -> Result<()> {
 }
 
 /// Opens the configured database and checks that it is migrated.
+///
+/// Unlike [`connect`], it does not create a missing SQLite file: a command
+/// run in the wrong directory reports that instead of creating an empty
+/// database there.
 pub async fn connect_migrated(settings: &DatabaseSettings) -> Result<DatabaseConnection> {
+    if let Some(path) = sqlite_file_path(settings.url.expose_secret()) {
+        if !std::path::Path::new(path).exists() {
+            return Err(crate::Error::Config(format!(
+                "database.url: no database at {path}; run this command where `event-hub dev` runs, \
+                 run `event-hub migrate` to create it, or set EVENT_HUB__DATABASE__URL"
+            )));
+        }
+    }
     let db = connect(settings).await?;
     ensure_migrated(&db).await?;
     Ok(db)
@@ -80,6 +117,16 @@ fn sqlite_file_path(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::sqlite_file_path;
+
+    #[test]
+    fn redact_url_hides_the_password() {
+        let (shown, password) = super::redact_url("postgres://hub:s3cret@db:5432/hub");
+        assert_eq!(shown, "postgres://hub:********@db:5432/hub");
+        assert_eq!(password, Some("s3cret"));
+        let (shown, password) = super::redact_url("sqlite://data/hub.db?mode=rwc");
+        assert_eq!(shown, "sqlite://data/hub.db?mode=rwc");
+        assert_eq!(password, None);
+    }
 
     #[test]
     fn sqlite_file_path_of_urls() {

@@ -12,9 +12,8 @@
 //! [`fingerprint`], the row count and the maximum `updated_at` of each table,
 //! then reloads with [`load_active`].
 //!
-//! NOTE: name comparisons follow the column collation. On MySQL/MariaDB
-//! with the usual `utf8mb4_general_ci`, `gh` and `GH` are the same name, and
-//! a lookup by either finds the row. SQLite and PostgreSQL compare exactly.
+//! Names compare exactly, case included, on every backend: the MySQL tables
+//! use the binary collation.
 
 use std::str::FromStr;
 
@@ -28,6 +27,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use super::entity::action::retry::Backoff;
 use super::entity::{action, event_source, trigger};
 use crate::event::{Flavor, SourceConfiguration};
 use crate::matching::Pattern;
@@ -136,6 +136,116 @@ pub struct ActionUpdate {
     pub service_account: Option<String>,
     /// New token lifetime in minutes.
     pub auth_window_minutes: Option<i32>,
+}
+
+/// The retry policy of an action: how often and how soon a retryable
+/// failure is delivered again, and when the request is dead-lettered
+/// instead.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included, from 1 to [`MAX_ATTEMPTS`].
+    pub max_attempts: i32,
+    /// Growth of the delay between attempts.
+    pub backoff: Backoff,
+    /// Delay after the first failed attempt, in milliseconds, from 1 to
+    /// [`MAX_RETRY_DELAY_MS`].
+    pub initial_delay_ms: i64,
+    /// Cap of the delay, in milliseconds, from `initial_delay_ms` to
+    /// [`MAX_RETRY_DELAY_MS`].
+    pub max_delay_ms: i64,
+    /// Age in seconds after which a failed execution is dead-lettered
+    /// instead of retried, from 1 to [`MAX_EVENT_AGE_SECS`]; `None` for no
+    /// limit. The age counts from when the hub recorded the execution.
+    pub max_event_age_secs: Option<i64>,
+}
+
+/// Largest accepted `max_attempts` of an action.
+pub const MAX_ATTEMPTS: i32 = 100;
+
+/// Largest accepted retry delay of an action: one day, in milliseconds.
+pub const MAX_RETRY_DELAY_MS: i64 = 86_400_000;
+
+/// Largest accepted `max_event_age_secs` of an action: 30 days.
+pub const MAX_EVENT_AGE_SECS: i64 = 30 * 86_400;
+
+impl Default for RetryPolicy {
+    /// Returns the column defaults: 3 attempts, exponential backoff from
+    /// 1 s up to 60 s, no age limit.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Backoff::Exponential,
+            initial_delay_ms: 1000,
+            max_delay_ms: 60_000,
+            max_event_age_secs: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Returns the delay before the attempt after failed attempt
+    /// `failed_attempt` (1 for the first), before jitter: `initial_delay_ms`
+    /// times 2^(n-1) (exponential) or times n (linear), capped at
+    /// `max_delay_ms`.
+    pub fn delay_after(&self, failed_attempt: u32) -> std::time::Duration {
+        let initial = u64::try_from(self.initial_delay_ms).unwrap_or(0);
+        let max = u64::try_from(self.max_delay_ms).unwrap_or(0);
+        let step = u64::from(failed_attempt.max(1));
+        let delay = match self.backoff {
+            Backoff::Exponential => {
+                let shift = u32::try_from(step - 1).unwrap_or(u32::MAX).min(63);
+                initial.saturating_mul(1_u64 << shift)
+            }
+            Backoff::Linear => initial.saturating_mul(step),
+        };
+        std::time::Duration::from_millis(delay.min(max))
+    }
+
+    /// Builds the policy stored in a row of the retry view of `actions`.
+    pub fn from_model(model: &action::retry::Model) -> Self {
+        Self {
+            max_attempts: model.max_attempts,
+            backoff: model.backoff,
+            initial_delay_ms: model.initial_delay_ms,
+            max_delay_ms: model.max_delay_ms,
+            max_event_age_secs: model.max_event_age_secs,
+        }
+    }
+}
+
+/// Changes to a retry policy. A `None` field stays as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetryPolicyUpdate {
+    /// New number of attempts.
+    pub max_attempts: Option<i32>,
+    /// New backoff.
+    pub backoff: Option<Backoff>,
+    /// New initial delay in milliseconds.
+    pub initial_delay_ms: Option<i64>,
+    /// New delay cap in milliseconds.
+    pub max_delay_ms: Option<i64>,
+    /// New age limit in seconds; `Some(None)` removes the limit.
+    pub max_event_age_secs: Option<Option<i64>>,
+}
+
+impl RetryPolicyUpdate {
+    /// Returns whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Returns `current` with this update's fields applied.
+    pub fn apply(&self, current: &RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(current.max_attempts),
+            backoff: self.backoff.unwrap_or(current.backoff),
+            initial_delay_ms: self.initial_delay_ms.unwrap_or(current.initial_delay_ms),
+            max_delay_ms: self.max_delay_ms.unwrap_or(current.max_delay_ms),
+            max_event_age_secs: self
+                .max_event_age_secs
+                .unwrap_or(current.max_event_age_secs),
+        }
+    }
 }
 
 /// Fields of a trigger to create.
@@ -259,6 +369,46 @@ pub fn validate_action(
                 "must be from {MIN_AUTH_WINDOW_MINUTES} to {MAX_AUTH_WINDOW_MINUTES} minutes, got {auth_window_minutes}"
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Validates a retry policy, naming the field at fault.
+pub fn validate_retry_policy(policy: &RetryPolicy) -> Result<()> {
+    if !(1..=MAX_ATTEMPTS).contains(&policy.max_attempts) {
+        return Err(Error::invalid(
+            "max_attempts",
+            format!(
+                "must be from 1 to {MAX_ATTEMPTS}, got {}",
+                policy.max_attempts
+            ),
+        ));
+    }
+    if !(1..=MAX_RETRY_DELAY_MS).contains(&policy.initial_delay_ms) {
+        return Err(Error::invalid(
+            "initial_delay_ms",
+            format!(
+                "must be from 1 to {MAX_RETRY_DELAY_MS} milliseconds, got {}",
+                policy.initial_delay_ms
+            ),
+        ));
+    }
+    if !(policy.initial_delay_ms..=MAX_RETRY_DELAY_MS).contains(&policy.max_delay_ms) {
+        return Err(Error::invalid(
+            "max_delay_ms",
+            format!(
+                "must be from initial_delay_ms ({}) to {MAX_RETRY_DELAY_MS} milliseconds, got {}",
+                policy.initial_delay_ms, policy.max_delay_ms
+            ),
+        ));
+    }
+    if let Some(age) = policy.max_event_age_secs {
+        if !(1..=MAX_EVENT_AGE_SECS).contains(&age) {
+            return Err(Error::invalid(
+                "max_event_age_secs",
+                format!("must be from 1 to {MAX_EVENT_AGE_SECS} seconds, got {age}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -466,9 +616,19 @@ pub async fn delete_event_source(
 // Actions
 // ---------------------------------------------------------------------------
 
-/// Validates and inserts an action.
+/// Validates and inserts an action with the default [`RetryPolicy`].
 pub async fn create_action(db: &DatabaseConnection, new: NewAction) -> Result<action::Model> {
+    create_action_with_retry_policy(db, new, RetryPolicy::default()).await
+}
+
+/// Validates and inserts an action with its retry policy, in one transaction.
+pub async fn create_action_with_retry_policy(
+    db: &DatabaseConnection,
+    new: NewAction,
+    retry_policy: RetryPolicy,
+) -> Result<action::Model> {
     validate_name(&new.name)?;
+    validate_retry_policy(&retry_policy)?;
     validate_action(
         &new.flavor,
         &new.plugin_subtype,
@@ -499,9 +659,45 @@ pub async fn create_action(db: &DatabaseConnection, new: NewAction) -> Result<ac
         created_at: Set(now),
         updated_at: Set(now),
     };
-    row.insert(db)
+    let transaction = db.begin().await?;
+    let created = row
+        .insert(&transaction)
         .await
-        .map_err(|error| map_unique_violation(error, ACTION, &new.name))
+        .map_err(|error| map_unique_violation(error, ACTION, &new.name))?;
+    store_retry_policy(&transaction, created.id, &retry_policy).await?;
+    transaction.commit().await?;
+    Ok(created)
+}
+
+/// Writes `policy` to the retry columns of action `id`.
+async fn store_retry_policy(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    policy: &RetryPolicy,
+) -> Result<()> {
+    action::retry::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id),
+        max_attempts: Set(policy.max_attempts),
+        backoff: Set(policy.backoff),
+        initial_delay_ms: Set(policy.initial_delay_ms),
+        max_delay_ms: Set(policy.max_delay_ms),
+        max_event_age_secs: Set(policy.max_event_age_secs),
+    }
+    .update(db)
+    .await?;
+    Ok(())
+}
+
+/// Returns the retry policy of action `id`.
+pub async fn find_retry_policy(db: &impl ConnectionTrait, id: Uuid) -> Result<RetryPolicy> {
+    action::retry::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(|model| RetryPolicy::from_model(&model))
+        .ok_or_else(|| Error::NotFound {
+            kind: ACTION,
+            key: id.to_string(),
+        })
 }
 
 /// Lists all actions by name.
@@ -523,7 +719,28 @@ pub async fn update_action(
     key: &str,
     update: ActionUpdate,
 ) -> Result<action::Model> {
+    update_action_with_retry_policy(db, key, update, RetryPolicyUpdate::default()).await
+}
+
+/// Applies `update` and `retry_update` to the action `key` in one
+/// transaction and returns the stored row.
+///
+/// The retry policy is validated as it will be stored, so lowering
+/// `max_delay_ms` below the current `initial_delay_ms` needs both changed.
+pub async fn update_action_with_retry_policy(
+    db: &DatabaseConnection,
+    key: &str,
+    update: ActionUpdate,
+    retry_update: RetryPolicyUpdate,
+) -> Result<action::Model> {
     let current = find_action(db, key).await?;
+    let retry_policy = if retry_update.is_empty() {
+        None
+    } else {
+        let policy = retry_update.apply(&find_retry_policy(db, current.id).await?);
+        validate_retry_policy(&policy)?;
+        Some(policy)
+    };
     let id = current.id;
     let mut row: action::ActiveModel = current.clone().into();
 
@@ -569,9 +786,16 @@ pub async fn update_action(
     }
 
     row.updated_at = Set(next_updated_at::<action::Entity>(db, action::Column::UpdatedAt).await?);
-    row.update(db)
+    let transaction = db.begin().await?;
+    let updated = row
+        .update(&transaction)
         .await
-        .map_err(|error| map_update_error(error, ACTION, key, &name))
+        .map_err(|error| map_update_error(error, ACTION, key, &name))?;
+    if let Some(policy) = &retry_policy {
+        store_retry_policy(&transaction, id, policy).await?;
+    }
+    transaction.commit().await?;
+    Ok(updated)
 }
 
 /// Deletes the action `key` and returns the deleted row.

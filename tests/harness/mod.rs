@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod proxy;
 pub mod tansu;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,8 @@ pub fn test_settings(
             "EVENT_HUB__KAFKA__PRODUCER_PROPERTIES__LINGER__MS",
             "1".to_owned(),
         ),
+        // Any free port, so that hubs run side by side.
+        ("EVENT_HUB__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
     ];
     let mut settings = Settings::load_with_env(
         None,
@@ -94,6 +97,8 @@ pub struct Hub {
     /// The daemon's public key, PEM.
     pub public_pem: String,
     producer: FutureProducer,
+    /// Readiness reported by the running daemon.
+    pub health: std::sync::Arc<event_hub::health::Health>,
     daemon: Option<(CancellationToken, JoinHandle<event_hub::Result<()>>)>,
     directory: tempfile::TempDir,
 }
@@ -142,6 +147,7 @@ impl Hub {
 
         let producer = test_producer(&cluster.bootstrap_servers());
         Self {
+            health: std::sync::Arc::default(),
             producer,
             cluster,
             settings,
@@ -163,6 +169,15 @@ impl Hub {
         self.directory.path()
     }
 
+    /// Waits up to 10 s for the running daemon's HTTP server and returns
+    /// its base URL, such as `http://127.0.0.1:41234`.
+    pub async fn http_url(&self) -> String {
+        let bound = &self.settings.http.bound_address;
+        let started = wait_until(Duration::from_secs(10), || async { bound.get().is_some() }).await;
+        assert!(started, "the HTTP server did not start within 10 s");
+        format!("http://{}", bound.get().expect("address reported"))
+    }
+
     /// Returns the database URL, for the CLI.
     pub fn database_url(&self) -> String {
         self.settings.database.url.expose_secret().to_owned()
@@ -172,9 +187,11 @@ impl Hub {
     pub fn start(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(event_hub::daemon::run(
+        self.health = std::sync::Arc::default();
+        let handle = tokio::spawn(event_hub::daemon::run_with_health(
             self.settings.clone(),
             shutdown.clone(),
+            std::sync::Arc::clone(&self.health),
         ));
         self.daemon = Some((shutdown, handle));
     }
@@ -348,4 +365,59 @@ pub fn github_fixtures() -> Vec<(String, std::path::PathBuf)> {
     }
     fixtures.sort();
     fixtures
+}
+
+/// Reads every record of `topic` from the beginning to its current end,
+/// without a consumer group: deterministic where [`read_topic`] waits for
+/// a count.
+pub fn read_to_end(bootstrap_servers: &str, topic: &str) -> Vec<OwnedMessage> {
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for partition in metadata
+        .topics()
+        .iter()
+        .flat_map(|topic| topic.partitions())
+    {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        ends.insert(partition.id(), high);
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+
+    let mut positions: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    let done = |positions: &std::collections::HashMap<i32, i64>| {
+        ends.iter().all(|(partition, end)| {
+            *end == 0 || positions.get(partition).is_some_and(|next| next >= end)
+        })
+    };
+    let mut messages = Vec::new();
+    let started = std::time::Instant::now();
+    while !done(&positions) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "reading {topic} timed out"
+        );
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            positions.insert(message.partition(), message.offset() + 1);
+            if message.offset() < ends[&message.partition()] {
+                messages.push(message.detach());
+            }
+        }
+    }
+    messages
 }

@@ -35,6 +35,10 @@ pub fn daemon_env(settings: &Settings) -> Vec<(String, String)> {
             "EVENT_HUB__PIPELINE__MAX_RETRY_BACKOFF_MS".to_owned(),
             settings.pipeline.max_retry_backoff_ms.to_string(),
         ),
+        (
+            "EVENT_HUB__HTTP__LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
         ("EVENT_HUB__LOG__FORMAT".to_owned(), "json".to_owned()),
         (
             "EVENT_HUB__LOG__FILTER".to_owned(),

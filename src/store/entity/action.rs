@@ -46,3 +46,68 @@ impl Related<super::trigger::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// The retry policy columns of `actions`, as a second entity over the same
+/// table.
+///
+/// They live apart from [`Model`] so that code building an action row
+/// field by field keeps compiling. Inserting through [`ActiveModel`] leaves
+/// them at their column defaults. Read and write them by action id.
+pub mod retry {
+    use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// Growth of the delay before the next attempt with the attempt number.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        Default,
+        PartialEq,
+        Eq,
+        Hash,
+        EnumIter,
+        DeriveActiveEnum,
+        Serialize,
+        Deserialize,
+    )]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+    #[serde(rename_all = "snake_case")]
+    pub enum Backoff {
+        /// `initial_delay_ms` doubled after every failed attempt.
+        #[default]
+        #[sea_orm(string_value = "exponential")]
+        Exponential,
+        /// `initial_delay_ms` times the number of failed attempts.
+        #[sea_orm(string_value = "linear")]
+        Linear,
+    }
+
+    /// The retry policy of one action.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+    #[sea_orm(table_name = "actions")]
+    pub struct Model {
+        /// The action's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// Attempts in all, the first included, before the request is
+        /// dead-lettered. Default: 3.
+        pub max_attempts: i32,
+        /// Growth of the delay between attempts. Default: exponential.
+        pub backoff: Backoff,
+        /// Delay before the second attempt, in milliseconds. Default: 1000.
+        pub initial_delay_ms: i64,
+        /// Cap of the delay between attempts, in milliseconds. Default: 60000.
+        pub max_delay_ms: i64,
+        /// Age of an execution, in seconds since it was recorded, after
+        /// which a failed attempt is dead-lettered instead of retried.
+        /// Default: none.
+        pub max_event_age_secs: Option<i64>,
+    }
+
+    /// The retry view has no relations of its own.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
