@@ -9,87 +9,14 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use event_hub::store::entity::trigger_execution::ExecutionStatus;
-use event_hub::store::executions::{self, ExecutionQuery};
-use event_hub::store::resources::{self, NewAction, NewEventSource, NewTrigger};
 use harness::process::{daemon_env, DaemonProcess};
 use harness::tansu::Tansu;
-use harness::{headers_of, read_topic, test_producer, test_settings, unique, wait_until, Hub};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sea_orm::DatabaseConnection;
-use serde_json::json;
+use harness::workload::{
+    assert_committed_prefix_dispatched, count, create_json_pipeline, produce_pushes,
+};
+use harness::{headers_of, read_topic, test_settings, unique, wait_until, Hub};
 
 const ACTION_TOPIC: &str = "event-hub.actions.builtin.pipeline_run";
-
-/// Creates a JSON event source on `topic`, an action and a trigger on
-/// `{"type": ["push"]}`.
-async fn create_json_pipeline(db: &DatabaseConnection, topic: &str) {
-    resources::create_event_source(
-        db,
-        NewEventSource {
-            name: "app".into(),
-            flavor: "json".into(),
-            plugin_subtype: "kafka".into(),
-            description: None,
-            configuration: json!({ "topics": [topic] }),
-            is_active: true,
-        },
-    )
-    .await
-    .unwrap();
-    resources::create_action(
-        db,
-        NewAction {
-            name: "run-pipeline".into(),
-            flavor: "builtin".into(),
-            plugin_subtype: "pipeline_run".into(),
-            description: None,
-            configuration: json!({ "template_id": "t-1" }),
-            service_account: "sa-ci".into(),
-            auth_window_minutes: 60,
-        },
-    )
-    .await
-    .unwrap();
-    resources::create_trigger(
-        db,
-        NewTrigger {
-            name: "on-push".into(),
-            description: None,
-            event_source: "app".into(),
-            action: "run-pipeline".into(),
-            event_filter: json!({ "type": ["push"] }),
-            is_active: true,
-        },
-    )
-    .await
-    .unwrap();
-}
-
-async fn count(db: &DatabaseConnection, status: Option<ExecutionStatus>) -> u64 {
-    executions::count(
-        db,
-        &ExecutionQuery {
-            status,
-            ..ExecutionQuery::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
-/// Produces `events` JSON push events, keyed so they spread over partitions.
-async fn produce_pushes(bootstrap_servers: &str, topic: &str, events: usize) {
-    let producer = test_producer(bootstrap_servers);
-    let sends = (0..events).map(|n| {
-        let producer = &producer;
-        async move {
-            let body = json!({ "type": "push", "n": n }).to_string();
-            harness::produce(producer, topic, Some(&n.to_string()), &[], body.as_bytes()).await;
-        }
-    });
-    futures::future::join_all(sends).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_work_commits_and_exits_zero() {
@@ -129,52 +56,21 @@ async fn sigterm_finishes_in_flight_work_commits_and_exits_zero() {
 
     // Every record below the committed offset of its partition has its
     // execution dispatched.
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", hub.bootstrap_servers())
-        .set("group.id", &hub.settings.kafka.group_id)
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for partition in 0..6 {
-        partitions.add_partition(&topic, partition);
-    }
-    let committed = reader
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .unwrap();
-    let dispatched: BTreeSet<String> = executions::list(
+    let committed_total = assert_committed_prefix_dispatched(
+        &hub.bootstrap_servers(),
+        &hub.settings.kafka.group_id,
+        &topic,
+        6,
         &hub.db,
-        &ExecutionQuery {
-            status: Some(ExecutionStatus::Dispatched),
-            limit: 100_000,
-            ..ExecutionQuery::default()
-        },
     )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|execution| execution.event_id)
-    .collect();
-    let mut committed_total = 0;
-    for element in committed.elements() {
-        let Offset::Offset(next) = element.offset() else {
-            continue;
-        };
-        committed_total += next;
-        for offset in 0..next {
-            let event_id = format!("{topic}/{}/{offset}", element.partition());
-            assert!(
-                dispatched.contains(&event_id),
-                "{event_id} committed but not dispatched"
-            );
-        }
-    }
+    .await;
     assert!(committed_total > 0, "offsets were committed");
 
     // A second run picks up where the first stopped.
     let mut daemon = DaemonProcess::spawn(&env, &hub.directory().join("second.log"));
     assert!(
         wait_until(Duration::from_secs(60), || async {
-            count(&hub.db, None).await as usize == EVENTS
+            count(&hub.db, None).await == EVENTS
         })
         .await,
         "all events processed after restart: {}",
@@ -186,7 +82,7 @@ async fn sigterm_finishes_in_flight_work_commits_and_exits_zero() {
         .expect("second exit");
     assert!(status.success());
     assert_eq!(
-        count(&hub.db, Some(ExecutionStatus::Dispatched)).await as usize,
+        count(&hub.db, Some(ExecutionStatus::Dispatched)).await,
         EVENTS
     );
 }
@@ -239,12 +135,12 @@ async fn tansu_sigkill_mid_stream_loses_and_duplicates_nothing() {
     daemon
         .wait_for_exit(Duration::from_secs(5))
         .expect("killed");
-    let after_kill = count(&database.db, None).await as usize;
+    let after_kill = count(&database.db, None).await;
 
     let mut daemon = DaemonProcess::spawn(&env, &directory.path().join("second.log"));
     assert!(
         wait_until(Duration::from_secs(90), || async {
-            count(&database.db, Some(ExecutionStatus::Dispatched)).await as usize == EVENTS
+            count(&database.db, Some(ExecutionStatus::Dispatched)).await == EVENTS
         })
         .await,
         "all events dispatched after the restart: {}",
@@ -258,7 +154,7 @@ async fn tansu_sigkill_mid_stream_loses_and_duplicates_nothing() {
 
     assert!(after_kill < EVENTS, "the kill happened mid-stream");
     assert_eq!(
-        count(&database.db, None).await as usize,
+        count(&database.db, None).await,
         EVENTS,
         "one execution per event"
     );

@@ -10,6 +10,7 @@
 pub mod process;
 pub mod proxy;
 pub mod tansu;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
