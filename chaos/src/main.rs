@@ -43,8 +43,10 @@ pub struct Args {
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
 
-    /// Seconds between two replica kills.
-    #[arg(long, default_value_t = 4)]
+    /// Seconds between two replica kills. Each kill costs the group a
+    /// rebalance that lasts about the session timeout (6 s here), so a much
+    /// shorter interval keeps the group rebalancing most of the time.
+    #[arg(long, default_value_t = 10)]
     pub kill_interval_secs: u64,
 
     /// Seconds the database stays unreachable.
@@ -118,14 +120,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .create_topics(&[&topics.github, &topics.json], args.partitions)
         .await?;
     tansu
-        .create_topics(
-            &[
-                workload::DLQ_TOPIC,
-                workload::BUILD_TOPIC,
-                workload::NOTIFY_TOPIC,
-            ],
-            3,
-        )
+        .create_topics(&workload::HUB_TOPICS, 3)
         .await?;
 
     let database = faults::Database::create(&args.postgres_url).await?;

@@ -22,6 +22,19 @@ use uuid::Uuid;
 pub const DLQ_TOPIC: &str = "event-hub.dlq";
 /// Action topic of the `build` action.
 pub const BUILD_TOPIC: &str = "event-hub.actions.builtin.pipeline_run";
+/// Topic on which workers report execution statuses.
+pub const STATUS_TOPIC: &str = "event-hub.execution-status";
+/// Dead letter topic of action requests.
+pub const ACTIONS_DLQ_TOPIC: &str = "event-hub.actions.dlq";
+/// Topics the hub writes or reads besides the event topics; tansu does not
+/// create topics on first use.
+pub const HUB_TOPICS: [&str; 5] = [
+    DLQ_TOPIC,
+    BUILD_TOPIC,
+    NOTIFY_TOPIC,
+    STATUS_TOPIC,
+    ACTIONS_DLQ_TOPIC,
+];
 /// Action topic of the `notify` action.
 pub const NOTIFY_TOPIC: &str = "event-hub.actions.builtin.notify";
 
@@ -224,7 +237,10 @@ pub async fn produce(
 ) -> anyhow::Result<usize> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap_servers)
-        .set("enable.idempotence", "true")
+        // Not idempotent: tansu 0.6.0 refuses new producer ids after a
+        // restart. A resent record is a new event for the check, which
+        // reads the topics back.
+        .set("enable.idempotence", "false")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "300000")
