@@ -3,9 +3,11 @@
 //! The tables give events per second on one core for GitHub payloads and
 //! synthetic 1 KB events, against 100, 10,000 and 100,000 triggers over 50
 //! event sources, with 0%, 1% and 100% of events matching. A scan of every
-//! trigger of the source is the baseline. They also give the memory and
-//! build time of the index and the time to add one trigger to the largest
-//! index.
+//! trigger of the source is the baseline. They also give the build time of
+//! the index and the time to add one trigger to the largest index.
+//! `cargo bench --bench matching_memory` prints the memory of the index,
+//! because the counting allocator it needs would slow down every
+//! allocation here.
 //!
 //! ```sh
 //! cargo run --release --example matching_bench
@@ -13,27 +15,19 @@
 //! cargo run --release --example matching_bench -- --seconds 0.2 --kind github --triggers 100000
 //! ```
 //!
-//! The workload is described in `benches/support/workload.rs`. Memory is
-//! counted by a counting global allocator (`stats_alloc`), which adds an
-//! atomic operation to every allocation of this binary, its timings
-//! included.
+//! The workload is described in `benches/support/workload.rs`.
 
 #[path = "../benches/support/workload.rs"]
 mod workload;
 
-use std::alloc::System;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use event_hub::event;
 use event_hub::matching::{Pattern, TriggerIndex};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use uuid::Uuid;
 use workload::{BenchEvent, Kind, Misses, Workload, MAX_TRIGGERS};
-
-#[global_allocator]
-static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Trigger counts of the table.
 const TRIGGER_COUNTS: [usize; 3] = [100, 10_000, MAX_TRIGGERS];
@@ -70,7 +64,6 @@ struct BuildRow {
     kind: Kind,
     triggers: usize,
     build: Duration,
-    bytes: isize,
     indexed_paths: String,
     scanned: usize,
 }
@@ -125,19 +118,15 @@ fn main() {
         let mut sizes = Vec::new();
         for &trigger_count in &options.trigger_counts {
             let workload = Workload::new(kind, trigger_count);
-            let region = Region::new(ALLOCATOR);
             let started = Instant::now();
             let index =
                 TriggerIndex::build(&workload.sources, &workload.actions, &workload.triggers);
             let build = started.elapsed();
-            let change = region.change();
-            let bytes = change.bytes_allocated as isize - change.bytes_deallocated as isize;
             let stats = index.engine_stats(workload.sources[0].id);
             builds.push(BuildRow {
                 kind,
                 triggers: trigger_count,
                 build,
-                bytes,
                 indexed_paths: stats
                     .key_paths
                     .iter()
@@ -438,16 +427,14 @@ fn print_ratios(rows: &[Row]) {
 
 fn print_builds(builds: &[BuildRow]) {
     println!("\n## Building the index\n");
-    println!("| events | triggers | build time | memory | bytes per trigger | key paths | scanned triggers |");
-    println!("|---|---:|---:|---:|---:|---|---:|");
+    println!("| events | triggers | build time | key paths | scanned triggers |");
+    println!("|---|---:|---:|---|---:|");
     for build in builds {
         println!(
-            "| {} | {} | {:.1} ms | {:.1} MiB | {} | {} | {} |",
+            "| {} | {} | {:.1} ms | {} | {} |",
             build.kind.label(),
             thousands(build.triggers as f64),
             build.build.as_secs_f64() * 1000.0,
-            build.bytes as f64 / (1024.0 * 1024.0),
-            thousands(build.bytes as f64 / build.triggers as f64),
             build.indexed_paths,
             build.scanned,
         );
@@ -472,7 +459,7 @@ fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut grouped = String::new();
     for (position, digit) in digits.chars().enumerate() {
-        if position > 0 && (digits.len() - position) % 3 == 0 {
+        if position > 0 && (digits.len() - position).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);

@@ -20,9 +20,7 @@ pub async fn run(args: Args, records: usize) -> anyhow::Result<bool> {
     tansu
         .create_topics(&[&topics.github, &topics.json], args.partitions)
         .await?;
-    tansu
-        .create_topics(&workload::HUB_TOPICS, 3)
-        .await?;
+    tansu.create_topics(&workload::HUB_TOPICS, 3).await?;
     let database = Database::create(&args.postgres_url).await?;
     workload::create_resources(&database.db, &topics).await?;
 

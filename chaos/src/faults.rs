@@ -361,7 +361,10 @@ impl Replicas {
             // replicas run without idempotence here; the guarantee checked
             // does not depend on it (executions are deduplicated by id, and
             // action requests may repeat across a fault).
-            ("EVENT_HUB__KAFKA__PRODUCER_PROPERTIES__ENABLE__IDEMPOTENCE", "false".to_owned()),
+            (
+                "EVENT_HUB__KAFKA__PRODUCER_PROPERTIES__ENABLE__IDEMPOTENCE",
+                "false".to_owned(),
+            ),
         ];
         Self {
             binary,

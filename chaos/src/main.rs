@@ -119,9 +119,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     tansu
         .create_topics(&[&topics.github, &topics.json], args.partitions)
         .await?;
-    tansu
-        .create_topics(&workload::HUB_TOPICS, 3)
-        .await?;
+    tansu.create_topics(&workload::HUB_TOPICS, 3).await?;
 
     let database = faults::Database::create(&args.postgres_url).await?;
     let proxy = Proxy::start("127.0.0.1:5432".parse()?).await?;
