@@ -477,7 +477,7 @@ pub async fn inject(
         .unwrap_or(20)
         .max(20);
     let started = Instant::now();
-    let mut broker_restarted = false;
+    let mut broker_restarted = args.skip_broker_restart;
     let mut database_cut = false;
     let mut kills_after_producer = 0;
 
