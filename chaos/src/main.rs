@@ -123,7 +123,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     println!("working directory: {}", work.display());
 
     // The broker, the database behind its proxy, the resources.
-    let mut tansu = Tansu::start(args.tansu_binary.clone(), &work, faults::Storage::Sqlite)?;
+    // Memory storage is several times faster, and enough when the broker
+    // is not restarted.
+    let storage = if args.skip_broker_restart {
+        faults::Storage::Memory
+    } else {
+        faults::Storage::Sqlite
+    };
+    let mut tansu = Tansu::start(args.tansu_binary.clone(), &work, storage)?;
     let topics = workload::Topics::default();
     tansu
         .create_topics(&[&topics.github, &topics.json], args.partitions)
