@@ -16,7 +16,7 @@ mod batch;
 pub mod dead_letter;
 pub mod sweep;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,10 +127,6 @@ impl Consumer {
                 }
             };
             let mut batch = self.fill_batch(first).await;
-            self.drop_unassigned(&mut batch);
-            if batch.is_empty() {
-                continue;
-            }
 
             match self.process_with_retries(&mut batch, &shutdown).await {
                 Ok(true) => self.store_offsets(&batch),
@@ -146,34 +142,6 @@ impl Consumer {
         self.health.set_consuming(false);
         self.commit_on_shutdown();
         Ok(())
-    }
-
-    /// Removes records of partitions revoked while the batch was collected.
-    ///
-    /// Rebalances happen inside `recv`, so a partition can be revoked after
-    /// some of its records joined the batch. Nothing was done for them yet;
-    /// the partition's new owner reads them again.
-    fn drop_unassigned(&self, batch: &mut Vec<InboundRecord>) {
-        let assignment = match self.consumer.assignment() {
-            Ok(assignment) => assignment,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the partition assignment; keeping the batch");
-                return;
-            }
-        };
-        let assigned: HashSet<(String, i32)> = assignment
-            .elements()
-            .iter()
-            .map(|element| (element.topic().to_owned(), element.partition()))
-            .collect();
-        let before = batch.len();
-        batch.retain(|record| assigned.contains(&(record.topic.clone(), record.partition)));
-        if batch.len() < before {
-            tracing::info!(
-                dropped = before - batch.len(),
-                "records of revoked partitions left to their new owner"
-            );
-        }
     }
 
     /// Reads more records after `first` until the batch is full or the
@@ -201,8 +169,13 @@ impl Consumer {
     /// While it retries, every assigned partition is paused and the consumer
     /// keeps polling, so the replica stays in its group without reading
     /// ahead. Records that still arrive (from partitions assigned during the
-    /// wait) join the batch, and records of partitions revoked during the
-    /// wait leave it: their new owner processes them.
+    /// wait) join the batch.
+    ///
+    /// Records of a partition revoked meanwhile stay in the batch and are
+    /// processed; storing their offset then fails, and the new owner finds
+    /// their executions recorded. Dropping them instead lost records: when
+    /// the assignment read back lacked a partition the consumer still held,
+    /// its fetch position had already moved past them.
     async fn process_with_retries(
         &self,
         batch: &mut Vec<InboundRecord>,
@@ -274,7 +247,6 @@ impl Consumer {
                         tracing::warn!(records = batch.len(), "shutdown during retries; the batch stays uncommitted and will be redelivered");
                         return Ok(false);
                     }
-                    self.drop_unassigned(batch);
                 }
             }
         }
