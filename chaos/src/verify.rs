@@ -306,7 +306,11 @@ pub async fn check(
         .filter(|pair| recorded.contains_key(*pair))
         .count();
     report.executions_missing = expected.len() - report.executions_recorded;
-    for (trigger, event_id) in expected.iter().filter(|pair| !recorded.contains_key(*pair)).take(10) {
+    for (trigger, event_id) in expected
+        .iter()
+        .filter(|pair| !recorded.contains_key(*pair))
+        .take(10)
+    {
         println!("  missing execution: trigger {trigger}, event {event_id}");
     }
     report.executions_unexpected = recorded
