@@ -24,9 +24,12 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Rebalances move only the partitions that change owner, so adding
-        // or losing a replica does not stop the others.
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        // NOTE: librdkafka's default eager assignment ("range,roundrobin")
+        // is kept on purpose. With "cooperative-sticky", librdkafka 2.12.1
+        // aborted the process (assert in rd_kafka_cgrp_terminated) when a
+        // consumer was closed while an assignment was in progress, seen
+        // here in a test that stops a replica during a rebalance. Operators
+        // can still set it in kafka.consumer_properties.
         // Notice topics created after the subscription within seconds
         // instead of librdkafka's default five minutes.
         .set("topic.metadata.refresh.interval.ms", "5000")
