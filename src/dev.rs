@@ -45,7 +45,7 @@ pub async fn run(
         .entry("allow.auto.create.topics".to_owned())
         .or_insert_with(|| "true".to_owned());
     // The mock cluster completes a rebalance only when every member has
-    // rejoined or timed out; a short session keeps a re-subscription, such
+    // rejoined or timed out. A short session keeps a re-subscription, such
     // as for a new event source's topic, from pausing consumption for the
     // default 45 s.
     for (property, value) in [

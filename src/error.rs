@@ -22,7 +22,7 @@ pub enum Error {
     DatabaseConnect {
         /// The database URL with its password replaced by `********`.
         url: String,
-        /// What failed, with the password removed.
+        /// The failure, with the password removed.
         message: String,
     },
 

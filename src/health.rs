@@ -1,7 +1,7 @@
 //! Readiness state shared by the consumer, the daemon and the HTTP probes.
 //!
-//! Components report what they observe (the database answered, the broker
-//! answered, partitions are assigned) into one [`Health`] behind an `Arc`;
+//! Components report what they observe (the database responded, the broker
+//! responded, partitions are assigned) into one [`Health`] behind an `Arc`;
 //! `/readyz` reads it. Every field is an atomic, so reporting never blocks
 //! the pipeline. Before reading, `/readyz` refreshes the database and
 //! broker flags with live checks ([`Health::check_database`],
@@ -90,7 +90,7 @@ impl Health {
     }
 
     /// Pings the database, waiting at most [`CHECK_TIMEOUT`], and records
-    /// whether it answered.
+    /// whether it responded.
     pub async fn check_database(&self, db: &DatabaseConnection) -> bool {
         let ok = match tokio::time::timeout(CHECK_TIMEOUT, db.ping()).await {
             Ok(Ok(())) => true,
@@ -108,7 +108,7 @@ impl Health {
     }
 
     /// Requests cluster metadata through `producer`, waiting at most
-    /// [`CHECK_TIMEOUT`], and records whether the broker answered.
+    /// [`CHECK_TIMEOUT`], and records whether the broker responded.
     pub async fn check_broker(&self, producer: &FutureProducer) -> bool {
         let producer = producer.clone();
         // librdkafka's metadata call blocks its thread.

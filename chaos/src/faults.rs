@@ -358,7 +358,7 @@ impl Replicas {
             ("EVENT_HUB__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
             // NOTE: tansu 0.6.0 with SQLite storage fails InitProducerId after
             // a restart, so an idempotent producer never sends again. The
-            // replicas run without idempotence here; the guarantee checked
+            // replicas run without idempotence here. The guarantee checked
             // does not depend on it (executions are deduplicated by id, and
             // action requests may repeat across a fault).
             (

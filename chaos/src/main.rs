@@ -77,7 +77,7 @@ pub struct Args {
     /// Skip the broker restart.
     ///
     /// NOTE: tansu 0.6.0 with SQLite storage, the only broker here that keeps
-    /// its data across a restart, stopped answering metadata and heartbeat
+    /// its data across a restart, stopped responding to metadata and heartbeat
     /// requests after a restart under the full load of this run (seen
     /// several times on a 2-core machine); with 10,000 events it recovered.
     #[arg(long)]

@@ -90,7 +90,7 @@ fn total_lag(consumer: &BaseConsumer, topics: &[&str]) -> anyhow::Result<i64> {
 /// arrived for 5 s.
 ///
 /// NOTE: tansu 0.6.0 sometimes reports a high watermark below the last
-/// offset it serves, so reading up to the watermarks can stop early; the
+/// offset it serves, so reading up to the watermarks can stop early. The
 /// idle timeout does not depend on them.
 fn read_all(bootstrap_servers: &str, topic: &str) -> anyhow::Result<Vec<OwnedMessage>> {
     let consumer: BaseConsumer = ClientConfig::new()

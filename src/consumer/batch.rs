@@ -292,7 +292,7 @@ impl Pipeline {
             Ok(()) => Ok(()),
             Err(error) if crate::Error::from(error.clone()).is_permanent() => {
                 // Too large for the dead letter topic as well: keep the
-                // headers, which say where the original is.
+                // headers, which name the original's position.
                 let mut without_value = copy;
                 without_value.headers.push((
                     PAYLOAD_OMITTED_HEADER.to_owned(),

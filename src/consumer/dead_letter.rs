@@ -1,7 +1,7 @@
 //! Dead letters: records that cannot be decoded or have no event source.
 //!
 //! A dead letter keeps the original key, value and headers, and adds headers
-//! that say why it failed and where it came from, so an operator can fix
+//! that give the reason it failed and where it came from, so an operator can fix
 //! the cause and replay it to its topic.
 
 use chrono::Utc;
@@ -21,7 +21,7 @@ pub const SOURCE_PARTITION_HEADER: &str = "event-hub-source-partition";
 pub const SOURCE_OFFSET_HEADER: &str = "event-hub-source-offset";
 /// Header with the name of the event source, when it was resolved.
 pub const EVENT_SOURCE_NAME_HEADER: &str = "event-hub-event-source";
-/// Header present when the record's value was too large to copy; it
+/// Header present when the record's value was too large to copy. It
 /// contains the value's size in bytes, and the original stays at its source
 /// position.
 pub const PAYLOAD_OMITTED_HEADER: &str = "event-hub-payload-omitted";

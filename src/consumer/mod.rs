@@ -81,7 +81,7 @@ impl Consumer {
     /// offsets and leaves the consumer group.
     ///
     /// A batch that is being processed when `shutdown` fires is finished
-    /// first; only a batch stuck in retries is abandoned, uncommitted, to be
+    /// first. Only a batch stuck in retries is abandoned, uncommitted, to be
     /// redelivered to another replica.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         self.follow_index();
@@ -172,7 +172,7 @@ impl Consumer {
     /// wait) join the batch.
     ///
     /// Records of a partition revoked meanwhile stay in the batch and are
-    /// processed; storing their offset then fails, and the new owner finds
+    /// processed. Storing their offset then fails, and the new owner finds
     /// their executions recorded. Dropping them instead lost records: when
     /// the assignment read back lacked a partition the consumer still held,
     /// its fetch position had already moved past them.

@@ -22,7 +22,7 @@ pub use source::{EventSource, Flavor, SourceConfiguration};
 
 use serde_json::Value;
 
-/// Longest event id stored as is; longer ids are replaced by their SHA-256.
+/// Maximum length of an event id stored as is; longer ids are replaced by their SHA-256.
 pub const MAX_EVENT_ID_LEN: usize = 512;
 
 /// A decoded event, ready for matching.

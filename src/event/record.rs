@@ -32,8 +32,8 @@ impl InboundRecord {
     pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
         // NOTE: rdkafka 0.39 unwraps the UTF-8 conversion of each header
         // name and panics on any other name. The panic is caught here so
-        // that such a record is dead-lettered instead of stopping the daemon;
-        // the default panic hook still prints it once to stderr.
+        // that such a record is dead-lettered instead of stopping the daemon.
+        // The default panic hook still prints it once to stderr.
         let headers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             message
                 .headers()

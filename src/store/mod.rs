@@ -73,7 +73,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     Ok(())
 }
 
-/// Fails with an error that says what to run when the database lacks migrations.
+/// Returns an error naming the command to run when the database lacks migrations.
 pub async fn ensure_migrated(db: &DatabaseConnection) -> Result<()> {
     let pending = Migrator::get_pending_migrations(db).await?;
     if pending.is_empty() {
