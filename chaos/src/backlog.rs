@@ -15,7 +15,7 @@ const RSS_LIMIT_MIB: f64 = 256.0;
 /// the memory limit and recorded every execution.
 pub async fn run(args: Args, records: usize) -> anyhow::Result<bool> {
     let work = crate::tempfile_dir(args.keep)?;
-    let mut tansu = Tansu::start(args.tansu_binary.clone(), &work, Storage::Memory)?;
+    let mut tansu = Tansu::start(args.tansu_binary.clone(), &work, Storage::Memory).await?;
     let topics = workload::Topics::default();
     tansu
         .create_topics(&[&topics.github, &topics.json], args.partitions)

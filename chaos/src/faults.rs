@@ -68,7 +68,11 @@ pub struct Tansu {
 
 impl Tansu {
     /// Starts the broker in `work/tansu` on a free loopback port.
-    pub fn start(binary: Option<PathBuf>, work: &Path, storage: Storage) -> anyhow::Result<Self> {
+    pub async fn start(
+        binary: Option<PathBuf>,
+        work: &Path,
+        storage: Storage,
+    ) -> anyhow::Result<Self> {
         let binary = match binary {
             Some(binary) => binary,
             None => find_tansu().context("tansu not found; install it with `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` or pass --tansu-binary")?,
@@ -88,7 +92,51 @@ impl Tansu {
             bootstrap_servers: format!("127.0.0.1:{port}"),
         };
         tansu.wait_listening()?;
+        if storage == Storage::Sqlite {
+            tansu.index_headers().await?;
+        }
         Ok(tansu)
+    }
+
+    /// Adds the index that tansu's SQLite schema lacks on its `header`
+    /// table.
+    ///
+    /// NOTE: tansu 0.6.0 reads the headers of each record it serves with a
+    /// query on `header (topition, offset_id)`, and its schema has no index
+    /// there, so every record served scans every header stored. The cost of
+    /// a fetch grows with all the data the broker holds: at about 30,000
+    /// events the broker spent its time in those scans and stopped
+    /// answering heartbeats, which looked like a failed broker restart. The
+    /// index survives restarts; tansu's own `create table if not exists`
+    /// leaves it alone.
+    async fn index_headers(&self) -> anyhow::Result<()> {
+        let url = format!(
+            "sqlite://{}?mode=rw",
+            self.directory.join("tansu.db").display()
+        );
+        let started = Instant::now();
+        loop {
+            // The broker creates its tables as it starts: retry until the
+            // `header` table exists.
+            let created = async {
+                let db = SeaDatabase::connect(url.as_str()).await?;
+                db.execute_unprepared(
+                    "CREATE INDEX IF NOT EXISTS event_hub_chaos_header_record \
+                     ON header (topition, offset_id)",
+                )
+                .await?;
+                db.close().await
+            };
+            match created.await {
+                Ok(()) => return Ok(()),
+                Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    return Err(error).context("cannot add the header index to tansu's database")
+                }
+            }
+        }
     }
 
     /// Creates `topics` with `partitions` partitions each.

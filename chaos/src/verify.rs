@@ -2,6 +2,8 @@
 //! (event, trigger) pair against the database and the action topics.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_hub::store::entity::trigger_execution;
@@ -54,6 +56,63 @@ pub async fn wait_for_zero_lag(
             timeout.as_secs()
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Samples the group's total lag every second on a thread of its own, so
+/// that the report's max lag covers the whole run, faults included.
+///
+/// The samples use blocking librdkafka calls with timeouts of up to 10 s,
+/// which would stall the fault schedule on a busy broker; hence the thread.
+pub struct LagSampler {
+    max_lag: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LagSampler {
+    /// Starts sampling the lag of `topics`.
+    pub fn start(bootstrap_servers: &str, topics: &[&str]) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("group.id", GROUP_ID)
+            .create()?;
+        let topics: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        let max_lag = Arc::new(AtomicI64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let max_lag = Arc::clone(&max_lag);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    // A failed sample (broker restarting) is skipped.
+                    if let Ok(lag) = total_lag(&consumer, &topics) {
+                        max_lag.fetch_max(lag, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        Ok(Self {
+            max_lag,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Returns the highest lag sampled so far.
+    pub fn max_lag(&self) -> i64 {
+        self.max_lag.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for LagSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -228,7 +228,9 @@ fn json_event(n: usize, rng: &mut impl Rng) -> Value {
 /// Produces `events` events at about `rate` per second (0: unthrottled),
 /// alternating GitHub and JSON; returns how many were acknowledged.
 ///
-/// Sends are retried by the idempotent producer across the broker restart.
+/// librdkafka retries sends across the broker restart for up to 300 s. The
+/// pace does not speed up after an outage, so the restart leaves no burst
+/// of records behind it.
 pub async fn produce(
     bootstrap_servers: String,
     topics: Topics,
@@ -247,7 +249,8 @@ pub async fn produce(
         .create()
         .context("cannot create the chaos producer")?;
 
-    let started = Instant::now();
+    let mut pace_start = Instant::now();
+    let mut paced_from = 0;
     let mut in_flight = Vec::new();
     let mut acknowledged = 0;
     for n in 0..events {
@@ -295,8 +298,18 @@ pub async fn produce(
             }
         }
         if rate > 0 {
-            let due = started + Duration::from_secs_f64((n + 1) as f64 / rate as f64);
-            tokio::time::sleep_until(due.into()).await;
+            let due =
+                pace_start + Duration::from_secs_f64((n + 1 - paced_from) as f64 / rate as f64);
+            let now = Instant::now();
+            if now > due + Duration::from_secs(1) {
+                // More than a second behind, after a broker outage for
+                // example: keep the steady rate from here instead of making
+                // up for lost time with a burst.
+                pace_start = now;
+                paced_from = n + 1;
+            } else {
+                tokio::time::sleep_until(due.into()).await;
+            }
         }
     }
     for delivery in in_flight {
