@@ -184,9 +184,18 @@ async fn database_outage_pauses_and_resumes() {
         .await,
         "not ready while the database is unreachable"
     );
+    // The outage lasts 30 s, several times the retry backoff cap, so the
+    // consumer goes through many retries; it stays not ready throughout.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = count(&database.db, None).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outage_end = tokio::time::Instant::now() + Duration::from_secs(27);
+    while tokio::time::Instant::now() < outage_end {
+        assert!(
+            !hub.health.report().is_ready(),
+            "not ready during the whole outage"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(
         count(&database.db, None).await,
         during,
