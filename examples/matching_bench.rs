@@ -34,11 +34,12 @@ const TRIGGER_COUNTS: [usize; 3] = [100, 10_000, MAX_TRIGGERS];
 
 /// The event mixes: the percentage of events that match a trigger, and
 /// what the others look like.
-const MIXES: [(usize, Misses); 4] = [
+const MIXES: [(usize, Misses); 5] = [
     (0, Misses::NearMiss),
     (1, Misses::NearMiss),
     (100, Misses::NearMiss),
     (0, Misses::UnknownRepository),
+    (1, Misses::SharedNearMiss),
 ];
 
 /// Rounds of each throughput measurement; the fastest is reported.
@@ -360,11 +361,13 @@ fn mean_payload_bytes(events: &[BenchEvent]) -> usize {
 }
 
 /// Names an event mix: `1%` when the other events are near misses,
-/// `0%, unknown repos` when they name repositories without triggers.
+/// `0%, unknown repos` when they name repositories without triggers, and
+/// `1%, shared near misses` when they miss a trigger of every size.
 fn mix_label(percent: usize, misses: Misses) -> String {
     match misses {
         Misses::NearMiss => format!("{percent}%"),
         Misses::UnknownRepository => format!("{percent}%, unknown repos"),
+        Misses::SharedNearMiss => format!("{percent}%, shared near misses"),
     }
 }
 

@@ -224,6 +224,10 @@ pub enum Misses {
     NearMiss,
     /// A repository that no trigger names.
     UnknownRepository,
+    /// The repository of a trigger that exists at every size (trigger `s`
+    /// or `s + 50` of source `s`), with one field that its shape rejects.
+    /// Every index size then tests the same candidate for the same event.
+    SharedNearMiss,
 }
 
 /// One event of a benchmark run.
@@ -256,6 +260,8 @@ pub fn events(kind: Kind, match_percent: usize, misses: Misses, count: usize) ->
             let matches = (index + 1) * match_percent / 100 > index * match_percent / 100;
             let number = if matches {
                 source + SOURCES * (index % 2)
+            } else if misses == Misses::SharedNearMiss {
+                source + SOURCES * (random.next() % 2) as usize
             } else {
                 source + SOURCES * (random.next() % (MAX_TRIGGERS / SOURCES) as u64) as usize
             };
