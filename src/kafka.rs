@@ -1,7 +1,17 @@
-//! librdkafka client configuration built from [`KafkaSettings`].
+//! librdkafka client configuration built from [`KafkaSettings`], the event
+//! consumer's client context, and [`leave_group`], which a subscribed
+//! consumer runs before it is dropped.
 //!
 //! The hub's own defaults come first, then `kafka.properties`, then the
 //! client-specific property map, so an operator can override any of them.
+//!
+//! Concurrency: librdkafka calls the context from its own threads (logs)
+//! and from the task that polls the consumer (rebalances and commits), so
+//! the context shares its state through atomics.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
@@ -24,12 +34,16 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // NOTE: librdkafka's default eager assignment ("range,roundrobin")
-        // is kept on purpose. With "cooperative-sticky", librdkafka 2.12.1
-        // aborted the process (assert in rd_kafka_cgrp_terminated) when a
-        // consumer was closed while an assignment was in progress, seen
-        // here in a test that stops a replica during a rebalance. Operators
-        // can still set it in kafka.consumer_properties.
+        // Cooperative rebalancing moves only the partitions that change
+        // owner, so the other replicas keep consuming. Set "range,roundrobin"
+        // in kafka.consumer_properties for eager rebalancing.
+        // NOTE: librdkafka 2.12.1 can abort the process (assert in
+        // rd_kafka_cgrp_terminated) when a cooperative consumer is closed
+        // while a rebalance is in progress. Call `leave_group` before
+        // dropping a subscribed consumer, so that the drop closes an idle
+        // one. The status consumer and the worker library do not call it
+        // yet.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         // Notice topics created after the subscription within seconds
         // instead of librdkafka's default five minutes.
         .set("topic.metadata.refresh.interval.ms", "5000")
@@ -120,17 +134,104 @@ pub async fn produce_all(
 /// Client context of the event consumer: routes librdkafka's logs and
 /// errors to `tracing`, commits stored offsets before partitions are
 /// revoked, and reports the assignment to [`Health`].
+///
+/// librdkafka runs the rebalance callbacks on the thread that polls the
+/// consumer. [`leave_group`] reads the atomics below from the same task.
 #[derive(Clone, Debug, Default)]
 pub struct EventConsumerContext {
-    health: std::sync::Arc<Health>,
+    health: Arc<Health>,
+    /// Flag that [`leave_group`] sets, after which the consumer stores no
+    /// more offsets.
+    leaving: Arc<AtomicBool>,
+    /// Number of rebalance callbacks served, so that [`leave_group`] can
+    /// tell when the group stopped changing.
+    rebalance_count: Arc<AtomicU64>,
 }
 
 impl EventConsumerContext {
     /// Creates a context that reports to `health`.
-    pub fn new(health: std::sync::Arc<Health>) -> Self {
-        Self { health }
+    pub fn new(health: Arc<Health>) -> Self {
+        Self {
+            health,
+            ..Self::default()
+        }
     }
 }
+
+/// Leaves the consumer group and serves the rebalance that follows, so that
+/// dropping `consumer` afterwards closes a consumer without an assignment.
+///
+/// Call it after the last offsets were stored and committed. It
+/// unsubscribes and then polls until the assignment is empty and no
+/// rebalance callback ran for [`REBALANCE_QUIET_PERIOD`], or until
+/// `timeout` passes. Records that still arrive are dropped without storing
+/// their offsets, so the next owner reads them again. Keep `timeout`
+/// shorter than `session.timeout.ms`, because the group waits that long for
+/// a member that stops polling.
+///
+/// Returns `false` if `timeout` passed first; the drop then closes a
+/// consumer that may still be rebalancing.
+///
+/// NOTE: librdkafka 2.12.1 reports neither an in-flight JoinGroup or
+/// SyncGroup nor a pending LeaveGroup to the application. The quiet period
+/// is a proxy for that state, so a broker that takes longer to respond can
+/// still leave a rebalance step for the close.
+pub async fn leave_group(consumer: &EventConsumer, timeout: Duration) -> bool {
+    use rdkafka::consumer::Consumer as _;
+
+    let context = consumer.context();
+    context.leaving.store(true, Ordering::SeqCst);
+    consumer.unsubscribe();
+
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut seen_rebalances = context.rebalance_count.load(Ordering::SeqCst);
+    let mut quiet_since = started;
+    let mut dropped_records: u64 = 0;
+    loop {
+        let now = tokio::time::Instant::now();
+        let unassigned = consumer
+            .assignment()
+            .is_ok_and(|assignment| assignment.count() == 0);
+        if unassigned && now.duration_since(quiet_since) >= REBALANCE_QUIET_PERIOD {
+            tracing::info!(
+                elapsed_ms = now.duration_since(started).as_millis() as u64,
+                dropped_records,
+                "left the consumer group"
+            );
+            return true;
+        }
+        if now >= deadline {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                unassigned,
+                "leaving the consumer group timed out; closing anyway"
+            );
+            return false;
+        }
+
+        // Polling serves the rebalance callbacks of the unsubscribe.
+        let poll = tokio::time::timeout(LEAVE_POLL_INTERVAL.min(deadline - now), consumer.recv());
+        match poll.await {
+            Ok(Ok(_message)) => dropped_records += 1,
+            Ok(Err(error)) => tracing::debug!(%error, "consumer error while leaving the group"),
+            Err(_elapsed) => {}
+        }
+        let rebalances = context.rebalance_count.load(Ordering::SeqCst);
+        if rebalances != seen_rebalances {
+            seen_rebalances = rebalances;
+            quiet_since = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Time without a rebalance callback after which [`leave_group`] considers
+/// the group settled. It covers a JoinGroup or SyncGroup round trip to a
+/// local broker, because librdkafka does not report those to the application.
+pub const REBALANCE_QUIET_PERIOD: Duration = Duration::from_millis(500);
+
+/// Maximum wait of one poll in [`leave_group`].
+const LEAVE_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 impl rdkafka::ClientContext for EventConsumerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
@@ -193,6 +294,12 @@ impl rdkafka::consumer::ConsumerContext for EventConsumerContext {
             }
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions revoked");
+                // `leave_group` runs after the final commit and stores no
+                // offsets, so nothing is left to commit. Skipping the
+                // request keeps the close short.
+                if self.leaving.load(Ordering::SeqCst) {
+                    return;
+                }
                 // Stored offsets cover finished records only (the consumer
                 // loop never processes while it polls), so they can be
                 // committed now, before the new owner starts reading.
@@ -213,6 +320,7 @@ impl rdkafka::consumer::ConsumerContext for EventConsumerContext {
         _rebalance: &rdkafka::consumer::Rebalance<'_>,
     ) {
         use rdkafka::consumer::Consumer as _;
+        self.rebalance_count.fetch_add(1, Ordering::SeqCst);
         match consumer.assignment() {
             Ok(assignment) => self.health.set_assigned_partitions(assignment.count()),
             Err(error) => tracing::warn!(%error, "cannot read the partition assignment"),

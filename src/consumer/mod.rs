@@ -5,7 +5,8 @@
 //! every record of a batch is finished (dispatched, skipped or
 //! dead-lettered) before its offset is stored. librdkafka's auto-commit then
 //! commits only stored offsets, and [`Consumer::run`] commits synchronously
-//! when it stops. A crash between dispatch and commit redelivers records
+//! when it stops and then leaves the consumer group before the consumer is
+//! dropped. A crash between dispatch and commit redelivers records
 //! whose executions exist already; they are not recorded twice.
 //!
 //! The subscription follows the trigger index: the configured topics plus
@@ -31,9 +32,14 @@ pub use batch::{BatchOutcome, Pipeline};
 
 use crate::event::InboundRecord;
 use crate::health::Health;
-use crate::kafka::EventConsumer;
+use crate::kafka::{self, EventConsumer};
 use crate::matching::TriggerIndex;
 use crate::{Error, Result};
+
+/// Maximum wait for the rebalance that follows leaving the group at
+/// shutdown. It stays below librdkafka's default `session.timeout.ms` of
+/// 45 s and below the daemon's default shutdown budget of 8 s.
+const LEAVE_GROUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Batching and retry limits of the consumer loop.
 #[derive(Clone, Debug)]
@@ -133,15 +139,27 @@ impl Consumer {
                 Ok(false) => break,
                 Err(fatal) => {
                     self.health.set_consuming(false);
-                    self.commit_on_shutdown();
+                    self.close().await;
                     return Err(fatal);
                 }
             }
         }
 
         self.health.set_consuming(false);
-        self.commit_on_shutdown();
+        self.close().await;
         Ok(())
+    }
+
+    /// Commits the stored offsets and leaves the consumer group, so that the
+    /// drop of the consumer that follows never runs a rebalance step.
+    ///
+    /// With cooperative rebalancing, librdkafka 2.12.1 could abort the
+    /// process when a consumer was dropped during a rebalance.
+    async fn close(&self) {
+        self.commit_on_shutdown();
+        if !self.subscribed.is_empty() {
+            kafka::leave_group(&self.consumer, LEAVE_GROUP_TIMEOUT).await;
+        }
     }
 
     /// Reads more records after `first` until the batch is full or the
@@ -347,9 +365,22 @@ impl Consumer {
         }
         // Storing fails for a partition revoked while the batch ran; its
         // records are redelivered to the new owner, which finds their
-        // executions recorded.
+        // executions recorded. A cooperative rebalance revokes only some
+        // partitions, so librdkafka stores the others and reports the
+        // failed ones in the list.
         if let Err(error) = self.consumer.store_offsets(&offsets) {
             tracing::warn!(%error, "offsets not stored; the records will be redelivered");
+            return;
+        }
+        for element in offsets.elements() {
+            if let Err(error) = element.error() {
+                tracing::info!(
+                    %error,
+                    topic = element.topic(),
+                    partition = element.partition(),
+                    "offset not stored because the partition was revoked; the new owner reads its records again"
+                );
+            }
         }
     }
 
