@@ -41,8 +41,7 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         // rd_kafka_cgrp_terminated) when a cooperative consumer is closed
         // while a rebalance is in progress. Call `leave_group` before
         // dropping a subscribed consumer, so that the drop closes an idle
-        // one. The status consumer and the worker library do not call it
-        // yet.
+        // one.
         .set("partition.assignment.strategy", "cooperative-sticky")
         // Notice topics created after the subscription within seconds
         // instead of librdkafka's default five minutes.
@@ -224,6 +223,11 @@ pub async fn leave_group(consumer: &EventConsumer, timeout: Duration) -> bool {
         }
     }
 }
+
+/// Maximum wait for the rebalance that follows leaving the group at
+/// shutdown. It stays below librdkafka's default `session.timeout.ms` of
+/// 45 s and below the daemon's default shutdown budget of 8 s.
+pub const LEAVE_GROUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time without a rebalance callback after which [`leave_group`] considers
 /// the group settled. It covers a JoinGroup or SyncGroup round trip to a

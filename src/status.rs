@@ -214,6 +214,7 @@ impl StatusConsumer {
                 tracing::warn!(%error, "final commit of status offsets failed; those reports will be applied again, which changes nothing")
             }
         }
+        kafka::leave_group(&self.consumer, kafka::LEAVE_GROUP_TIMEOUT).await;
     }
 
     /// Handles one record until it succeeds; returns `false` if shutdown

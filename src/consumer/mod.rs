@@ -36,11 +36,6 @@ use crate::kafka::{self, EventConsumer};
 use crate::matching::TriggerIndex;
 use crate::{Error, Result};
 
-/// Maximum wait for the rebalance that follows leaving the group at
-/// shutdown. It stays below librdkafka's default `session.timeout.ms` of
-/// 45 s and below the daemon's default shutdown budget of 8 s.
-const LEAVE_GROUP_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Batching and retry limits of the consumer loop.
 #[derive(Clone, Debug)]
 pub struct ConsumerOptions {
@@ -158,7 +153,7 @@ impl Consumer {
     async fn close(&self) {
         self.commit_on_shutdown();
         if !self.subscribed.is_empty() {
-            kafka::leave_group(&self.consumer, LEAVE_GROUP_TIMEOUT).await;
+            kafka::leave_group(&self.consumer, kafka::LEAVE_GROUP_TIMEOUT).await;
         }
     }
 

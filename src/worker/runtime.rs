@@ -155,6 +155,7 @@ pub(super) async fn run(worker: Worker, shutdown: CancellationToken) -> Result<(
             tracing::warn!(%error, "final offset commit failed; uncommitted requests will be delivered again")
         }
     }
+    kafka::leave_group(&consumer, kafka::LEAVE_GROUP_TIMEOUT).await;
     tracing::info!(worker = %worker.name, "worker stopped");
     Ok(())
 }
