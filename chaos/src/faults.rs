@@ -426,6 +426,15 @@ impl Replicas {
         }
     }
 
+    /// Sets an environment variable of the replicas started from now on,
+    /// replacing the value [`Replicas::new`] chose for it.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        match self.env.iter_mut().find(|(name, _)| name == key) {
+            Some((_, current)) => value.clone_into(current),
+            None => self.env.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
     /// Starts one more replica.
     pub fn spawn_new(&mut self) -> anyhow::Result<()> {
         let child = self.spawn()?;
@@ -456,6 +465,11 @@ impl Replicas {
         }
         self.children[slot] = Some(self.spawn()?);
         Ok(())
+    }
+
+    /// Returns the process ids of the live replicas.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
     }
 
     /// Returns the highest resident set size of the live replicas, in KiB.
