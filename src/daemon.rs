@@ -81,6 +81,7 @@ pub async fn run_with_health(
     );
     let options = ConsumerOptions {
         batch_size: settings.pipeline.batch_size,
+        batch_max_bytes: settings.pipeline.batch_max_bytes,
         batch_timeout: settings.pipeline.batch_timeout(),
         static_topics: settings.kafka.topics.clone(),
         max_retry_backoff: Duration::from_millis(settings.pipeline.max_retry_backoff_ms),

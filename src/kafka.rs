@@ -63,7 +63,12 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("client.id", "event-hub")
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // The pipeline waits for the acknowledgement of every request of a
+        // batch before it moves on, so lingering would only lengthen each
+        // batch: with 5 ms, a backlog drained at two thirds of the speed.
+        // Requests queued while a produce request is in flight still go out
+        // together.
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "30000");
     apply(&mut config, settings, &settings.producer_properties);
     config

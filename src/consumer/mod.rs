@@ -41,6 +41,9 @@ use crate::{Error, Result};
 pub struct ConsumerOptions {
     /// Maximum records per batch.
     pub batch_size: usize,
+    /// Maximum bytes of payloads, keys and headers per batch; the record
+    /// that reaches it is the last one added.
+    pub batch_max_bytes: usize,
     /// Maximum wait for more records once a batch has its first one.
     pub batch_timeout: Duration,
     /// Topics consumed in addition to those of active event sources.
@@ -157,14 +160,20 @@ impl Consumer {
         }
     }
 
-    /// Reads more records after `first` until the batch is full or the
-    /// batch timeout passes.
+    /// Reads more records after `first` until the batch holds
+    /// `batch_size` records or `batch_max_bytes` bytes, or the batch
+    /// timeout passes.
     async fn fill_batch(&self, first: InboundRecord) -> Vec<InboundRecord> {
+        let mut bytes = first.size();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.options.batch_timeout;
-        while batch.len() < self.options.batch_size {
+        while batch.len() < self.options.batch_size && bytes < self.options.batch_max_bytes {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(InboundRecord::from_message(&message)),
+                Ok(Ok(message)) => {
+                    let record = InboundRecord::from_message(&message);
+                    bytes += record.size();
+                    batch.push(record);
+                }
                 Ok(Err(error)) => {
                     log_consumer_error(&error, 1);
                     break;

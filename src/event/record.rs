@@ -59,6 +59,17 @@ impl InboundRecord {
         }
     }
 
+    /// Returns the bytes of the record's payload, key and headers: what a
+    /// batch holds of it in memory, short of allocation overhead.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.payload.as_ref().map_or(0, Vec::len) + self.key.as_ref().map_or(0, Vec::len) + headers
+    }
+
     /// Returns the value of the last header named `name`, compared without
     /// regard to ASCII case, as Kafka header names are free-form.
     pub fn header(&self, name: &str) -> Option<&[u8]> {

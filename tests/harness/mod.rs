@@ -38,8 +38,8 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Settings for a daemon under test: fast batching and refresh, short
-/// session timeout, fresh group id.
+/// Settings for a daemon under test: small, fast batches, fast refresh,
+/// short session timeout, fresh group id.
 pub fn test_settings(
     bootstrap_servers: &str,
     database_url: &str,
@@ -53,6 +53,9 @@ pub fn test_settings(
         ),
         ("EVENT_HUB__KAFKA__GROUP_ID", unique("group")),
         ("EVENT_HUB__PIPELINE__BATCH_TIMEOUT_MS", "20".to_owned()),
+        // Small batches, so that a fault injected while a few thousand
+        // events are processed lands mid-stream.
+        ("EVENT_HUB__PIPELINE__BATCH_SIZE", "500".to_owned()),
         (
             "EVENT_HUB__PIPELINE__TRIGGER_REFRESH_INTERVAL_MS",
             "200".to_owned(),

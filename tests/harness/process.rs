@@ -28,6 +28,10 @@ pub fn daemon_env(settings: &Settings) -> Vec<(String, String)> {
             settings.pipeline.batch_timeout_ms.to_string(),
         ),
         (
+            "EVENT_HUB__PIPELINE__BATCH_SIZE".to_owned(),
+            settings.pipeline.batch_size.to_string(),
+        ),
+        (
             "EVENT_HUB__PIPELINE__TRIGGER_REFRESH_INTERVAL_MS".to_owned(),
             settings.pipeline.trigger_refresh_interval_ms.to_string(),
         ),

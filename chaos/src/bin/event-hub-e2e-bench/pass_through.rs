@@ -7,7 +7,7 @@
 //! librdkafka clients and threads. Its Kafka settings follow the hub's
 //! (`src/kafka.rs`): one consumer in a consumer group with
 //! `enable.auto.offset.store=false`, and an idempotent producer with
-//! `acks=all` and `linger.ms=5`. The offset of a record is stored in the
+//! `acks=all` and `linger.ms=0`. The offset of a record is stored in the
 //! producer's delivery callback, after the broker acknowledged its copy.
 //! Copies of one input partition go to one output partition, whose delivery
 //! reports arrive in produce order, so stored offsets only move forward.
@@ -265,7 +265,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .set("client.id", "e2e-pass-through")
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "30000")
         .create_with_context(context)
         .context("cannot create the pass-through producer")?;
