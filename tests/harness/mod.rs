@@ -53,8 +53,8 @@ pub fn test_settings(
         ),
         ("EVENT_HUB__KAFKA__GROUP_ID", unique("group")),
         ("EVENT_HUB__PIPELINE__BATCH_TIMEOUT_MS", "20".to_owned()),
-        // Small batches, so that a fault injected while a few thousand
-        // events are processed lands mid-stream.
+        // The default batch size, pinned: a fault injected while a few
+        // thousand events are processed must land mid-stream.
         ("EVENT_HUB__PIPELINE__BATCH_SIZE", "500".to_owned()),
         (
             "EVENT_HUB__PIPELINE__TRIGGER_REFRESH_INTERVAL_MS",
