@@ -65,7 +65,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("acks", "all")
         // The pipeline waits for the acknowledgement of every request of a
         // batch before it moves on, so lingering would only lengthen each
-        // batch: with 5 ms, a backlog drained at two thirds of the speed.
+        // batch. With 5 ms, a backlog drained at two thirds of the speed.
         // Requests queued while a produce request is in flight still go out
         // together.
         .set("linger.ms", "0")

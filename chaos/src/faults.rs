@@ -106,7 +106,7 @@ impl Tansu {
     /// there, so every record served scans every header stored. The cost of
     /// a fetch grows with all the data the broker holds: at about 30,000
     /// events the broker spent its time in those scans and stopped
-    /// answering heartbeats, which looked like a failed broker restart. The
+    /// responding to heartbeats, which looked like a failed broker restart. The
     /// index survives restarts; tansu's own `create table if not exists`
     /// leaves it alone.
     async fn index_headers(&self) -> anyhow::Result<()> {

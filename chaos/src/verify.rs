@@ -62,8 +62,9 @@ pub async fn wait_for_zero_lag(
 /// Samples the group's total lag every second on a thread of its own, so
 /// that the report's max lag covers the whole run, faults included.
 ///
-/// The samples use blocking librdkafka calls with timeouts of up to 10 s,
-/// which would stall the fault schedule on a busy broker; hence the thread.
+/// The samples use blocking librdkafka calls with timeouts of up to 10 s.
+/// On the async tasks they would stall the fault schedule, so they run on
+/// a thread.
 pub struct LagSampler {
     max_lag: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,

@@ -160,7 +160,7 @@ impl Consumer {
         }
     }
 
-    /// Reads more records after `first` until the batch holds
+    /// Reads more records after `first` until the batch reaches
     /// `batch_size` records or `batch_max_bytes` bytes, or the batch
     /// timeout passes.
     async fn fill_batch(&self, first: InboundRecord) -> Vec<InboundRecord> {

@@ -59,8 +59,8 @@ impl InboundRecord {
         }
     }
 
-    /// Returns the bytes of the record's payload, key and headers: what a
-    /// batch holds of it in memory, short of allocation overhead.
+    /// Returns the bytes of the record's payload, key and headers: its share
+    /// of a batch's memory, without allocation overhead.
     pub fn size(&self) -> usize {
         let headers: usize = self
             .headers

@@ -365,8 +365,8 @@ impl TriggerIndex {
                 error,
             }
         })?;
-        // The copy leaves out the filter's JSON: `pattern` stands in for
-        // it, and it took more than half of the index's memory.
+        // The copy leaves out the filter's JSON, because `pattern` replaces
+        // it and the JSON took more than half of the index's memory.
         let trigger = trigger::Model {
             id: model.id,
             name: model.name.clone(),

@@ -3,9 +3,9 @@
 //! [`refresh_loop`] polls the database fingerprint every
 //! `pipeline.trigger_refresh_interval_ms` and, when it changed, loads the
 //! active triggers, builds a new [`TriggerIndex`] on the blocking pool and
-//! publishes it on the watch channel. Readers are never blocked: they hold the previous index
-//! until they next borrow the channel. A failed poll keeps the current index
-//! and is retried at the next tick.
+//! publishes it on the watch channel. Readers keep the previous index until
+//! they next borrow the channel, so a rebuild never blocks them. A failed
+//! poll keeps the current index and is retried at the next tick.
 
 use std::sync::Arc;
 use std::time::Duration;

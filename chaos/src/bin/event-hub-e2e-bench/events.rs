@@ -141,7 +141,7 @@ fn note_delivery(ends: &mut EndOffsets, partition: i32, offset: i64) {
     *end = (*end).max(offset + 1);
 }
 
-/// What the events of one case go through.
+/// The route of one case's events: broker, topics and match rate.
 #[derive(Clone, Copy, Debug)]
 pub struct EventSpec<'a> {
     /// Broker address.
@@ -205,8 +205,9 @@ pub async fn produce_at_rate(
         .set("linger.ms", "0")
         .create()
         .context("cannot create the latency producer")?;
+
     // A new idempotent producer took about 1 s on tansu 0.6.0 to deliver
-    // its first record; without this record that delay would count as
+    // its first record. A warm-up record keeps that delay out of the
     // latency of the first events.
     producer
         .send(
@@ -216,6 +217,7 @@ pub async fn produce_at_rate(
         .await
         .map_err(|(error, _)| error)
         .context("the warm-up record was not acknowledged")?;
+
     let started = Instant::now();
     let first = range.start;
     let mut ends = EndOffsets::new();
