@@ -67,6 +67,8 @@ struct BuildRow {
     build: Duration,
     indexed_paths: String,
     scanned: usize,
+    /// Distinct top-level field conditions over all sources.
+    conditions: usize,
 }
 
 /// Command-line options.
@@ -138,6 +140,11 @@ fn main() {
                     .sources
                     .iter()
                     .map(|source| index.engine_stats(source.id).scanned)
+                    .sum(),
+                conditions: workload
+                    .sources
+                    .iter()
+                    .map(|source| index.engine_stats(source.id).conditions)
                     .sum(),
             });
             if trigger_count == MAX_TRIGGERS {
@@ -430,16 +437,19 @@ fn print_ratios(rows: &[Row]) {
 
 fn print_builds(builds: &[BuildRow]) {
     println!("\n## Building the index\n");
-    println!("| events | triggers | build time | key paths | scanned triggers |");
-    println!("|---|---:|---:|---|---:|");
+    println!(
+        "| events | triggers | build time | key paths | scanned triggers | distinct field conditions |"
+    );
+    println!("|---|---:|---:|---|---:|---:|");
     for build in builds {
         println!(
-            "| {} | {} | {:.1} ms | {} | {} |",
+            "| {} | {} | {:.1} ms | {} | {} | {} |",
             build.kind.label(),
             thousands(build.triggers as f64),
             build.build.as_secs_f64() * 1000.0,
             build.indexed_paths,
             build.scanned,
+            thousands(build.conditions as f64),
         );
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! At match time, the engine walks only the document fields that some key
 //! path names, looks each string found there up in that path's table, and
-//! tests the candidates found plus the scan list with the full pattern. The
+//! tests the candidates found plus the scan list against their conditions. The
 //! work per event is the walk, one hash lookup per string found, and the
 //! candidates, whatever the number of patterns indexed.
 //!
@@ -31,18 +31,23 @@
 //!   chosen at random per engine, rather than by the value: a lookup reads
 //!   no key text. Two values with the same hash share a key, which only
 //!   adds a candidate that the full pattern then rejects.
-//! - Each table is one array of `(hash, position)` slots (see
-//!   `engine/table.rs`).
-//! - The engine keeps its own copy of each pattern, cloned in entry order
-//!   right after one another, so that the parts of one pattern tend to lie
-//!   next to each other in memory. The copy costs a few hundred bytes per
-//!   pattern. Testing a candidate reads the copy; the entry itself is read
-//!   only when it matches.
+//! - Each table is one array of `(hash, position, hint)` slots (see
+//!   `engine/table.rs`). The hint is the number of the entry's most shared
+//!   condition.
+//! - The engine stores each distinct top-level field condition of its
+//!   patterns once, and tests a candidate's most shared conditions first
+//!   (see `engine/fields.rs`). A near miss is an event that names a
+//!   trigger's key value but fails another of its conditions. Most near
+//!   misses fail the hint, so they read only the table slot and a
+//!   condition that other events keep in the cache. The others also read
+//!   the candidate's list of condition numbers. The entry itself is read
+//!   only when its fields match.
 //!
 //! The engine is immutable. [`crate::matching::TriggerIndex`] holds one per
 //! event source behind an [`Arc`] and replaces it whole when triggers
 //! change.
 
+mod fields;
 mod keys;
 mod table;
 
@@ -53,7 +58,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use self::table::{KeyTable, MAX_POSITION};
+use smallvec::SmallVec;
+
+use self::fields::{SharedFields, NO_HINT};
+use self::table::{Found, KeyTable, MAX_POSITION};
 use super::Pattern;
 
 /// An item that the engine indexes: anything with a compiled pattern.
@@ -72,8 +80,10 @@ impl Matchable for Pattern {
 #[derive(Debug)]
 pub struct MatchEngine<T> {
     entries: Vec<Arc<T>>,
-    /// A copy of the pattern of each entry, at the entry's position.
-    patterns: Vec<Pattern>,
+    /// The top-level field conditions of the entries, each stored once;
+    /// `None` only past 4 billion distinct conditions, when each entry's
+    /// pattern is tested whole.
+    fields: Option<SharedFields>,
     /// Field names of the key paths, as a tree from the top of documents.
     paths: PathNode,
     /// One table per key path, from the hash of a string value to the
@@ -88,6 +98,9 @@ pub struct MatchEngine<T> {
     /// document can find it twice.
     has_multi_key_entries: bool,
 }
+
+/// The entries found in the tables for one document.
+type Candidates = SmallVec<[Found; 4]>;
 
 /// A node of the tree of key paths.
 #[derive(Debug, Default)]
@@ -104,6 +117,9 @@ pub struct EngineStats {
     pub entries: usize,
     /// Patterns tested against every document because they have no index key.
     pub scanned: usize,
+    /// Distinct top-level field conditions, each stored once however many
+    /// patterns use it.
+    pub conditions: usize,
     /// Key paths with their number of distinct values (of distinct hashes,
     /// fewer only after a hash collision), such as
     /// `("repository.full_name", 2000)`, in the order they were first used.
@@ -120,7 +136,7 @@ impl<T> Default for MatchEngine<T> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
-            patterns: Vec::new(),
+            fields: None,
             paths: PathNode::default(),
             tables: Vec::new(),
             value_hasher: RandomState::new(),
@@ -148,10 +164,12 @@ impl<T: Matchable> MatchEngine<T> {
             value_count as f64 / distinct as f64
         };
 
+        let fields = SharedFields::new(entries.iter().map(|entry| &entry.pattern().root));
+
         // Second pass: choose each entry's keys and collect the table slots.
         let value_hasher = RandomState::new();
         let mut paths = PathNode::default();
-        let mut table_slots: Vec<Vec<(u64, u32)>> = Vec::new();
+        let mut table_slots: Vec<Vec<(u64, u32, u32)>> = Vec::new();
         let mut scanned = Vec::new();
         let mut has_multi_key_entries = false;
         for (position, entry) in entries.iter().enumerate() {
@@ -165,24 +183,23 @@ impl<T: Matchable> MatchEngine<T> {
                 scanned.push(position);
                 continue;
             };
+            let hint = fields
+                .as_ref()
+                .map_or(NO_HINT, |fields| fields.hint(position));
             let mut key_count = 0;
             for key in chosen {
                 let table = paths.table_for(&key.path, &mut table_slots);
                 for value in key.values {
-                    table_slots[table].push((value_hasher.hash_one(value), slot_position));
+                    table_slots[table].push((value_hasher.hash_one(value), slot_position, hint));
                     key_count += 1;
                 }
             }
             has_multi_key_entries |= key_count > 1;
         }
 
-        let patterns = entries
-            .iter()
-            .map(|entry| entry.pattern().clone())
-            .collect();
         Self {
             entries,
-            patterns,
+            fields,
             paths,
             tables: table_slots.into_iter().map(KeyTable::new).collect(),
             value_hasher,
@@ -194,7 +211,8 @@ impl<T: Matchable> MatchEngine<T> {
     /// Returns the entries whose pattern matches `document`, in the order
     /// the engine was built with.
     pub fn matching(&self, document: &Value) -> Vec<&T> {
-        let mut candidates = Vec::new();
+        // Most events find no candidate or one: keep them off the heap.
+        let mut candidates = Candidates::new();
         if let Value::Object(object) = document {
             self.collect_fields(&self.paths, object, &mut candidates);
         }
@@ -209,24 +227,64 @@ impl<T: Matchable> MatchEngine<T> {
         let mut candidates = candidates.into_iter().peekable();
         let mut scanned = self.scanned.iter().copied().peekable();
         loop {
-            let position = match (candidates.peek(), scanned.peek()) {
-                (Some(candidate), Some(scan)) if candidate < scan => candidates.next(),
-                (Some(_), Some(_)) | (None, Some(_)) => scanned.next(),
+            let next = match (candidates.peek(), scanned.peek()) {
+                (Some(candidate), Some(&scan)) if candidate.position < scan => candidates.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => scanned.next().map(|position| Found {
+                    position,
+                    hint: NO_HINT,
+                }),
                 (Some(_), None) => candidates.next(),
                 (None, None) => break,
             };
-            let Some(position) = position else {
+            let Some(next) = next else {
                 break;
             };
-            let tested = self
-                .patterns
-                .get(position)
-                .is_some_and(|pattern| pattern.matches(document));
-            if let (true, Some(entry)) = (tested, self.entries.get(position)) {
-                matched.push(&**entry);
+            if let Some(entry) = self.entry_matching(next, document) {
+                matched.push(entry);
             }
         }
         matched
+    }
+
+    /// Returns the entry found if its pattern matches `document`.
+    ///
+    /// The hint, a condition that other entries share, is tested first: it
+    /// lies in the table slot just read, and the condition itself is likely
+    /// cached. Only if it passes are the entry's other conditions read.
+    fn entry_matching(&self, found: Found, document: &Value) -> Option<&T> {
+        let Found { position, hint } = found;
+        let entry = match &self.fields {
+            Some(fields) => {
+                let hint_passed = hint != NO_HINT;
+                if hint_passed && !fields.test_condition(hint, document) {
+                    return None;
+                }
+                match fields.test(position, document, hint_passed) {
+                    Some(true) => self.entries.get(position)?,
+                    Some(false) => return None,
+                    None => {
+                        // The fields match, so the top-level `$or` decides.
+                        let entry = self.entries.get(position)?;
+                        let alternatives = &entry.pattern().root.alternatives;
+                        if !alternatives
+                            .iter()
+                            .any(|alternative| alternative.matches(Some(document)))
+                        {
+                            return None;
+                        }
+                        entry
+                    }
+                }
+            }
+            None => {
+                let entry = self.entries.get(position)?;
+                if !entry.pattern().matches(document) {
+                    return None;
+                }
+                entry
+            }
+        };
+        Some(&**entry)
     }
 
     /// Returns the entries in build order.
@@ -246,6 +304,7 @@ impl<T: Matchable> MatchEngine<T> {
         EngineStats {
             entries: self.entries.len(),
             scanned: self.scanned.len(),
+            conditions: self.fields.as_ref().map_or(0, SharedFields::distinct),
             key_paths: numbered_paths
                 .into_iter()
                 .map(|(_, path, distinct)| (path, distinct))
@@ -255,7 +314,7 @@ impl<T: Matchable> MatchEngine<T> {
 
     /// Collects the candidates found under the fields of `object` that the
     /// children of `node` name.
-    fn collect_fields(&self, node: &PathNode, object: &Map<String, Value>, out: &mut Vec<usize>) {
+    fn collect_fields(&self, node: &PathNode, object: &Map<String, Value>, out: &mut Candidates) {
         for (name, child) in &node.children {
             if let Some(value) = object.get(&**name) {
                 self.collect_value(child, value, out);
@@ -266,7 +325,7 @@ impl<T: Matchable> MatchEngine<T> {
     /// Collects the candidates found in `value`, the field at `node`'s path.
     /// Like the pattern, it looks into each element of an array, and into
     /// arrays inside arrays, with an explicit stack instead of recursion.
-    fn collect_value(&self, node: &PathNode, value: &Value, out: &mut Vec<usize>) {
+    fn collect_value(&self, node: &PathNode, value: &Value, out: &mut Candidates) {
         let Value::Array(items) = value else {
             self.collect_element(node, value, out);
             return;
@@ -283,7 +342,7 @@ impl<T: Matchable> MatchEngine<T> {
         }
     }
 
-    fn collect_element(&self, node: &PathNode, element: &Value, out: &mut Vec<usize>) {
+    fn collect_element(&self, node: &PathNode, element: &Value, out: &mut Candidates) {
         match element {
             Value::String(text) => {
                 if let Some(table) = node.table.and_then(|table| self.tables.get(table)) {

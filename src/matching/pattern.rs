@@ -232,7 +232,7 @@ impl Pattern {
 
 /// An object pattern: every field must match, and one of the `$or`
 /// alternatives too when there are any.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct ObjectPattern {
     pub(super) fields: Vec<FieldPattern>,
     /// Alternatives of the object's `$or` key, empty when it has none.
@@ -240,13 +240,13 @@ pub(super) struct ObjectPattern {
 }
 
 /// The condition on one named field of an object.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct FieldPattern {
     pub(super) name: String,
     pub(super) condition: Condition,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Condition {
     /// The field is an object (or an array containing one) matching the pattern.
     Nested(ObjectPattern),
@@ -255,7 +255,7 @@ pub(super) enum Condition {
 }
 
 /// One alternative of a leaf field: an exact value or an operator.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Matcher {
     Equals(Scalar),
     /// Lowercased text.
@@ -270,7 +270,7 @@ pub(super) enum Matcher {
 }
 
 /// An exact JSON value other than an array or object.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Scalar {
     String(String),
     Number(Number),
@@ -279,14 +279,14 @@ pub(super) enum Scalar {
 }
 
 /// The text of a `prefix` or `suffix`, lowercased when `ignore_case` is set.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Affix {
     pub(super) text: String,
     pub(super) ignore_case: bool,
 }
 
 /// Values excluded by an `anything-but`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Exclusion {
     Values(Vec<Scalar>),
     Prefix(Affix),
@@ -294,13 +294,13 @@ pub(super) enum Exclusion {
 }
 
 /// A `numeric` condition. An `=` comparison is stored as two inclusive bounds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct NumericRange {
     pub(super) lower: Option<Bound>,
     pub(super) upper: Option<Bound>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Bound {
     pub(super) value: Number,
     pub(super) inclusive: bool,
@@ -309,7 +309,7 @@ pub(super) struct Bound {
 /// A wildcard split at its stars: `a*b*c` is `["a", "b", "c"]`, so a value
 /// must start with the first part, end with the last, and contain the
 /// middle ones in order between them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Wildcard {
     /// The wildcard as written in the filter, for explanations.
     pub(super) text: String,
