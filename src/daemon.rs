@@ -78,6 +78,7 @@ pub async fn run_with_health(
         dispatcher,
         producer.clone(),
         settings.pipeline.dlq_topic.clone(),
+        settings.pipeline.transaction_max_executions,
     );
     let options = ConsumerOptions {
         batch_size: settings.pipeline.batch_size,

@@ -182,14 +182,17 @@ pub fn record_dead_lettered(reason: &str) {
 }
 
 /// Records the metrics of one finished batch: the records it read by topic,
-/// its dead letters by reason, its executions, its action requests by topic
-/// and its duration. The pipeline calls it once per batch, after the batch
-/// succeeded, so a retried batch counts once.
+/// its dead letters by reason, its executions and its duration. The pipeline
+/// calls it once per batch, after the batch succeeded, so a retried batch
+/// counts once.
+///
+/// Action requests are counted by [`record_action_requests`] instead, as
+/// soon as the broker acknowledges them. A batch publishes them group by
+/// group, and a retry does not publish again the groups that were done.
 pub fn record_batch(
     records: &[InboundRecord],
     dead_letters: &[OutboundRecord],
     executions: usize,
-    action_requests: &[OutboundRecord],
     seconds: f64,
 ) {
     for (topic, count) in count_by_topic(records.iter().map(|record| record.topic.as_str())) {
@@ -205,11 +208,15 @@ pub fn record_batch(
         record_dead_lettered(reason);
     }
     record_executions(executions as u64);
+    record_batch_latency(seconds);
+}
+
+/// Counts `action_requests` by topic, once the broker acknowledged them.
+pub fn record_action_requests(action_requests: &[OutboundRecord]) {
     let topics = action_requests.iter().map(|request| request.topic.as_str());
     for (topic, count) in count_by_topic(topics) {
         record_published(topic, count);
     }
-    record_batch_latency(seconds);
 }
 
 fn count_by_topic<'a>(topics: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, u64> {

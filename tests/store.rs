@@ -810,6 +810,144 @@ async fn executions_recorded_once() {
 }
 
 #[tokio::test]
+async fn executions_redelivered_in_part() {
+    for database in fresh_databases().await {
+        let (db, backend) = (&database.db, database.backend);
+        resources::create_event_source(db, new_source("gh"))
+            .await
+            .unwrap();
+        resources::create_action(db, new_action("run"))
+            .await
+            .unwrap();
+        let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
+            .await
+            .unwrap();
+
+        let earlier = executions::record(
+            db,
+            &[
+                execution(&trigger, "pending-before"),
+                execution(&trigger, "dispatched-before"),
+            ],
+        )
+        .await
+        .unwrap();
+        executions::mark_dispatched(db, &[earlier[1].id])
+            .await
+            .unwrap();
+
+        // New, existing and repeated executions in one call.
+        let delivered = [
+            "new-1",
+            "pending-before",
+            "dispatched-before",
+            "new-1",
+            "new-2",
+        ];
+        let new: Vec<_> = delivered.iter().map(|id| execution(&trigger, id)).collect();
+        let stored = executions::record(db, &new).await.unwrap();
+
+        let event_ids: Vec<&str> = stored.iter().map(|row| row.event_id.as_str()).collect();
+        assert_eq!(
+            event_ids,
+            ["new-1", "pending-before", "dispatched-before", "new-2"],
+            "{backend}: in the order given, repeats once"
+        );
+        let statuses: Vec<ExecutionStatus> = stored.iter().map(|row| row.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                ExecutionStatus::Pending,
+                ExecutionStatus::Pending,
+                ExecutionStatus::Dispatched,
+                ExecutionStatus::Pending,
+            ],
+            "{backend}"
+        );
+        assert_eq!(
+            stored[1], earlier[0],
+            "{backend}: an existing pending execution is returned unchanged"
+        );
+        for row in &stored {
+            assert_eq!(
+                row.id,
+                executions::execution_id(trigger.id, &row.event_id),
+                "{backend}: id of {}",
+                row.event_id
+            );
+            assert_eq!(row.trigger_id, trigger.id, "{backend}");
+            assert_eq!(
+                row.event_metadata,
+                json!({"event_type": "push"}),
+                "{backend}"
+            );
+            assert_eq!(row.attempts, 0, "{backend}");
+        }
+        let new_row = executions::find(db, stored[0].id).await.unwrap();
+        assert_eq!(
+            new_row, stored[0],
+            "{backend}: a new execution is returned as stored"
+        );
+        let query = ExecutionQuery {
+            trigger_id: Some(trigger.id),
+            ..ExecutionQuery::default()
+        };
+        assert_eq!(executions::count(db, &query).await.unwrap(), 4, "{backend}");
+
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn executions_recorded_in_chunks() {
+    for database in fresh_databases().await {
+        let (db, backend) = (&database.db, database.backend);
+        resources::create_event_source(db, new_source("gh"))
+            .await
+            .unwrap();
+        resources::create_action(db, new_action("run"))
+            .await
+            .unwrap();
+        let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
+            .await
+            .unwrap();
+
+        // More than the 500 rows of one INSERT or IN list, both among the
+        // new executions and among the existing ones.
+        let all: Vec<_> = (0..1_300)
+            .map(|n| execution(&trigger, &format!("delivery-{n}")))
+            .collect();
+        let earlier = executions::record(db, &all[..700]).await.unwrap();
+        assert_eq!(earlier.len(), 700, "{backend}");
+        let dispatched: Vec<Uuid> = earlier.iter().step_by(2).map(|row| row.id).collect();
+        executions::mark_dispatched(db, &dispatched).await.unwrap();
+
+        let stored = executions::record(db, &all).await.unwrap();
+        assert_eq!(stored.len(), all.len(), "{backend}");
+        for (n, (row, new)) in stored.iter().zip(&all).enumerate() {
+            assert_eq!(row.id, new.id(), "{backend}: row {n} in order");
+            let expected = if n < 700 && n % 2 == 0 {
+                ExecutionStatus::Dispatched
+            } else {
+                ExecutionStatus::Pending
+            };
+            assert_eq!(row.status, expected, "{backend}: row {n}");
+        }
+        let query = ExecutionQuery {
+            trigger_id: Some(trigger.id),
+            ..ExecutionQuery::default()
+        };
+        assert_eq!(
+            executions::count(db, &query).await.unwrap(),
+            1_300,
+            "{backend}"
+        );
+
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
 async fn event_ids_compare_exactly() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);

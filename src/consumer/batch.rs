@@ -5,8 +5,15 @@
 //! returns an error having stored nothing the caller relies on: executions
 //! are idempotent and action requests carry their execution id, so the
 //! caller retries the whole batch.
+//!
+//! The matched events of a batch are recorded and dispatched in groups, each
+//! group in its own database transaction, so that the transaction size
+//! stays bounded when batches grow. When a group fails, the groups before it
+//! stay recorded and dispatched, and the retry finds their executions no
+//! longer `pending` and does not publish them again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
@@ -36,6 +43,9 @@ pub struct BatchOutcome {
     pub dead_lettered: usize,
     /// Records of inactive event sources, left alone.
     pub skipped: usize,
+    /// Database transactions that recorded executions, one per group of
+    /// matched events.
+    pub transactions: usize,
 }
 
 /// The stateless steps of the pipeline, shared by every batch.
@@ -45,6 +55,7 @@ pub struct Pipeline {
     dispatcher: Dispatcher,
     producer: rdkafka::producer::FutureProducer,
     dlq_topic: String,
+    transaction_max_executions: usize,
 }
 
 /// A decoded event and the triggers it matched.
@@ -55,27 +66,65 @@ struct MatchedEvent<'a> {
     triggers: Vec<&'a CompiledTrigger>,
 }
 
+/// The result of [`Pipeline::record_and_dispatch`] for one group of events.
+struct GroupOutcome {
+    /// Executions recorded or found already recorded.
+    executions: usize,
+    /// Action requests published.
+    published: usize,
+}
+
+/// Splits consecutive events into groups of at most `max_executions`
+/// executions, given each event's number of executions, and returns the
+/// index range of each group.
+///
+/// An event's executions are never split: an event with more than
+/// `max_executions` executions forms a group by itself. Every event belongs
+/// to exactly one group, in order.
+fn execution_groups(executions_per_event: &[usize], max_executions: usize) -> Vec<Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut executions = 0;
+    for (index, &count) in executions_per_event.iter().enumerate() {
+        if index > start && executions + count > max_executions {
+            groups.push(start..index);
+            start = index;
+            executions = 0;
+        }
+        executions += count;
+    }
+    if start < executions_per_event.len() {
+        groups.push(start..executions_per_event.len());
+    }
+    groups
+}
+
 impl Pipeline {
-    /// Creates the pipeline.
+    /// Creates the pipeline. It records at most `transaction_max_executions`
+    /// executions per transaction, except for an event that alone matches
+    /// more triggers; values below 1 count as 1.
     pub fn new(
         db: DatabaseConnection,
         dispatcher: Dispatcher,
         producer: rdkafka::producer::FutureProducer,
         dlq_topic: String,
+        transaction_max_executions: usize,
     ) -> Self {
         Self {
             db,
             dispatcher,
             producer,
             dlq_topic,
+            transaction_max_executions: transaction_max_executions.max(1),
         }
     }
 
     /// Processes `records` against `index`.
     ///
-    /// Dead letters are acknowledged, executions recorded in one
-    /// transaction, and action requests of executions still `pending`
-    /// published and marked dispatched before this returns `Ok`.
+    /// Dead letters are acknowledged first. Then, group by group, executions
+    /// are recorded in one transaction per group, and the action requests of
+    /// executions still `pending` are published and marked dispatched. This
+    /// returns `Ok` only after every group is done.
     pub async fn process(
         &self,
         index: &TriggerIndex,
@@ -157,7 +206,32 @@ impl Pipeline {
             outcome.dead_lettered = dead_letters.len();
         }
 
-        // Record every (event, trigger) pair in one transaction.
+        // Record and dispatch in groups of whole events, each group with
+        // its own transaction.
+        let executions_per_event: Vec<usize> = matched
+            .iter()
+            .map(|matched| matched.triggers.len())
+            .collect();
+        for group in execution_groups(&executions_per_event, self.transaction_max_executions) {
+            let group_outcome = self.record_and_dispatch(&matched[group]).await?;
+            outcome.transactions += 1;
+            outcome.executions += group_outcome.executions;
+            outcome.published += group_outcome.published;
+        }
+
+        crate::metrics::record_batch(
+            records,
+            &dead_letters,
+            outcome.executions,
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(outcome)
+    }
+
+    /// Records the executions of `matched` in one transaction, then publishes
+    /// the action requests of those still `pending` and marks them
+    /// dispatched.
+    async fn record_and_dispatch(&self, matched: &[MatchedEvent<'_>]) -> Result<GroupOutcome> {
         let new_executions: Vec<NewExecution> = matched
             .iter()
             .flat_map(|matched| {
@@ -170,7 +244,6 @@ impl Pipeline {
             })
             .collect();
         let stored = executions::record(&self.db, &new_executions).await?;
-        outcome.executions = stored.len();
 
         // Publish the requests of executions not yet dispatched, including
         // those left pending by an earlier failed attempt or a crash.
@@ -179,14 +252,14 @@ impl Pipeline {
             .filter(|row| row.status == ExecutionStatus::Pending)
             .map(|row| row.id)
             .collect();
-        let metadata_by_id: std::collections::HashMap<Uuid, &serde_json::Value> = stored
+        let metadata_by_id: HashMap<Uuid, &serde_json::Value> = stored
             .iter()
             .map(|row| (row.id, &row.event_metadata))
             .collect();
         let mut requests = Vec::with_capacity(pending.len());
         let mut dispatched_ids = Vec::with_capacity(pending.len());
         let mut seen = HashSet::with_capacity(pending.len());
-        for matched in &matched {
+        for matched in matched {
             for compiled in &matched.triggers {
                 let execution_id = executions::execution_id(compiled.trigger.id, &matched.event.id);
                 if !pending.contains(&execution_id) || !seen.insert(execution_id) {
@@ -213,17 +286,19 @@ impl Pipeline {
             }
         }
         self.dispatcher.publish(&requests).await?;
+        crate::metrics::record_action_requests(&requests);
         executions::mark_dispatched(&self.db, &dispatched_ids).await?;
-        outcome.published = requests.len();
-
-        crate::metrics::record_batch(
-            records,
-            &dead_letters,
-            stored.len(),
-            &requests,
-            started.elapsed().as_secs_f64(),
+        tracing::debug!(
+            events = matched.len(),
+            executions = stored.len(),
+            action_requests = requests.len(),
+            "execution group recorded and dispatched"
         );
-        Ok(outcome)
+
+        Ok(GroupOutcome {
+            executions: stored.len(),
+            published: requests.len(),
+        })
     }
 
     /// Processes `records` one at a time, dead-lettering each record whose
@@ -320,5 +395,53 @@ impl BatchOutcome {
         self.published += other.published;
         self.dead_lettered += other.dead_lettered;
         self.skipped += other.skipped;
+        self.transactions += other.transactions;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::execution_groups;
+
+    #[test]
+    fn groups_fill_up_to_the_limit() {
+        assert_eq!(execution_groups(&[1; 5], 2), vec![0..2, 2..4, 4..5]);
+        assert_eq!(execution_groups(&[2, 2, 1], 5), vec![0..3]);
+        assert_eq!(
+            execution_groups(&[3, 2, 1, 4, 1], 5),
+            vec![0..2, 2..4, 4..5]
+        );
+    }
+
+    #[test]
+    fn groups_never_split_an_event() {
+        assert_eq!(execution_groups(&[7], 3), vec![0..1]);
+        assert_eq!(execution_groups(&[1, 7, 1], 3), vec![0..1, 1..2, 2..3]);
+        assert_eq!(execution_groups(&[3, 3], 3), vec![0..1, 1..2]);
+    }
+
+    #[test]
+    fn groups_of_no_events() {
+        assert!(execution_groups(&[], 500).is_empty());
+    }
+
+    #[test]
+    fn groups_cover_every_event_in_order() {
+        let counts: Vec<usize> = (0..200).map(|n| n % 7 + 1).collect();
+        for max in [1, 2, 5, 13, 500] {
+            let groups = execution_groups(&counts, max);
+            let mut next = 0;
+            for group in &groups {
+                assert_eq!(group.start, next, "max {max}: groups are contiguous");
+                assert!(!group.is_empty(), "max {max}: no empty group");
+                let executions: usize = counts[group.clone()].iter().sum();
+                assert!(
+                    executions <= max || group.len() == 1,
+                    "max {max}: group {group:?} has {executions} executions"
+                );
+                next = group.end;
+            }
+            assert_eq!(next, counts.len(), "max {max}: every event grouped");
+        }
     }
 }

@@ -232,6 +232,7 @@ impl Consumer {
                         tracing::info!(
                             records = outcome.records,
                             executions = outcome.executions,
+                            transactions = outcome.transactions,
                             action_requests = outcome.published,
                             dead_letters = outcome.dead_lettered,
                             "batch processed"

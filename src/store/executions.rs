@@ -6,11 +6,14 @@
 //! and inserts are idempotent: a redelivered record finds its executions
 //! already there.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select, TransactionTrait, TryInsert,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -53,6 +56,12 @@ impl NewExecution {
 /// Executions that exist already are left as they are and returned with
 /// their current status, so the caller can tell which still need
 /// dispatching. Duplicates within `executions` are recorded once.
+///
+/// On PostgreSQL and SQLite the INSERT returns the rows it added, and only
+/// the executions it skipped as existing are read back, which happens when
+/// a record is redelivered. MySQL has no `INSERT ... RETURNING`, and
+/// sea-query 0.32 writes none for MariaDB either, so there every execution
+/// is read back after the INSERT.
 pub async fn record(
     db: &DatabaseConnection,
     executions: &[NewExecution],
@@ -63,43 +72,91 @@ pub async fn record(
 
     let now = Utc::now();
     let ids: Vec<Uuid> = executions.iter().map(NewExecution::id).collect();
+    let returns_rows = matches!(
+        db.get_database_backend(),
+        DbBackend::Postgres | DbBackend::Sqlite
+    );
     let transaction = db.begin().await?;
 
+    let mut stored: HashMap<Uuid, trigger_execution::Model> = HashMap::with_capacity(ids.len());
     for chunk in executions.chunks(CHUNK_ROWS) {
-        let rows = chunk
-            .iter()
-            .map(|execution| trigger_execution::ActiveModel {
-                id: Set(execution.id()),
-                trigger_id: Set(execution.trigger_id),
-                event_source_id: Set(execution.event_source_id),
-                event_id: Set(execution.event_id.clone()),
-                event_metadata: Set(execution.event_metadata.clone()),
-                status: Set(ExecutionStatus::Pending),
-                attempts: Set(0),
-                error: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-                dispatched_at: Set(None),
-                finished_at: Set(None),
-            });
-        trigger_execution::Entity::insert_many(rows)
-            .on_conflict_do_nothing()
-            .exec(&transaction)
-            .await?;
+        let insert = trigger_execution::Entity::insert_many(
+            chunk.iter().map(|execution| pending_row(execution, now)),
+        )
+        .on_conflict_do_nothing();
+        if returns_rows {
+            let inserted = insert_returning(&transaction, insert).await?;
+            stored.extend(inserted.into_iter().map(|row| (row.id, row)));
+        } else {
+            // `Conflicted`, no row added, is not an error: the rows are read
+            // back below either way.
+            insert.exec(&transaction).await?;
+        }
     }
 
-    let stored = find_many(&transaction, &ids).await?;
+    // Executions the INSERT skipped were recorded by an earlier delivery.
+    let mut existing: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !stored.contains_key(id))
+        .copied()
+        .collect();
+    existing.sort_unstable();
+    existing.dedup();
+    if !existing.is_empty() {
+        let found = find_many(&transaction, &existing).await?;
+        stored.extend(found.into_iter().map(|row| (row.id, row)));
+    }
     transaction.commit().await?;
 
-    let mut by_id: std::collections::HashMap<Uuid, trigger_execution::Model> =
-        stored.into_iter().map(|row| (row.id, row)).collect();
-    let mut ordered = Vec::with_capacity(by_id.len());
+    let mut ordered = Vec::with_capacity(stored.len());
     for id in ids {
-        if let Some(row) = by_id.remove(&id) {
+        if let Some(row) = stored.remove(&id) {
             ordered.push(row);
         }
     }
     Ok(ordered)
+}
+
+/// Builds the row of a new execution: `pending`, recorded at `now`.
+fn pending_row(
+    execution: &NewExecution,
+    now: chrono::DateTime<Utc>,
+) -> trigger_execution::ActiveModel {
+    trigger_execution::ActiveModel {
+        id: Set(execution.id()),
+        trigger_id: Set(execution.trigger_id),
+        event_source_id: Set(execution.event_source_id),
+        event_id: Set(execution.event_id.clone()),
+        event_metadata: Set(execution.event_metadata.clone()),
+        status: Set(ExecutionStatus::Pending),
+        attempts: Set(0),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        dispatched_at: Set(None),
+        finished_at: Set(None),
+    }
+}
+
+/// Runs `insert` with `RETURNING` the entity's columns and returns the rows
+/// it added. Rows skipped by `ON CONFLICT DO NOTHING` are not returned.
+///
+/// sea-orm 1.1's `exec_with_returning_many` would do the same, but it panics
+/// on SQLite unless sea-orm's `sqlite-use-returning-for-3_35` feature is
+/// enabled. That feature also changes how sea-orm runs every other INSERT,
+/// UPDATE and DELETE of event-hub on SQLite. PostgreSQL has `RETURNING` in
+/// every supported version, and SQLite since 3.35. The SQLite that
+/// libsqlite3-sys 0.30 bundles for sqlx 0.8 is 3.46.
+async fn insert_returning(
+    db: &impl ConnectionTrait,
+    insert: TryInsert<trigger_execution::ActiveModel>,
+) -> Result<Vec<trigger_execution::Model>> {
+    let mut statement = insert.into_query();
+    statement.returning(Query::returning().columns(trigger_execution::Column::iter()));
+    let statement = db.get_database_backend().build(&statement);
+    Ok(trigger_execution::Model::find_by_statement(statement)
+        .all(db)
+        .await?)
 }
 
 /// Marks `ids` dispatched, leaving executions that have moved further alone.
