@@ -60,7 +60,7 @@ use serde_json::{Map, Value};
 
 use smallvec::SmallVec;
 
-use self::fields::{SharedFields, NO_HINT};
+use self::fields::{FieldsResult, SharedFields, NO_HINT};
 use self::table::{Found, KeyTable, MAX_POSITION};
 use super::Pattern;
 
@@ -80,9 +80,9 @@ impl Matchable for Pattern {
 #[derive(Debug)]
 pub struct MatchEngine<T> {
     entries: Vec<Arc<T>>,
-    /// The top-level field conditions of the entries, each stored once;
-    /// `None` only past 4 billion distinct conditions, when each entry's
-    /// pattern is tested whole.
+    /// The top-level field conditions of the entries, each stored once. It
+    /// is `None` only past 4 billion distinct conditions, and then each
+    /// entry's pattern is tested whole.
     fields: Option<SharedFields>,
     /// Field names of the key paths, as a tree from the top of documents.
     paths: PathNode,
@@ -248,42 +248,38 @@ impl<T: Matchable> MatchEngine<T> {
 
     /// Returns the entry found if its pattern matches `document`.
     ///
-    /// The hint, a condition that other entries share, is tested first: it
-    /// lies in the table slot just read, and the condition itself is likely
-    /// cached. Only if it passes are the entry's other conditions read.
+    /// The hint, a condition that other entries share, is tested first,
+    /// because it lies in the table slot just read and the condition itself
+    /// is likely cached. Only if it passes are the entry's other conditions
+    /// read.
     fn entry_matching(&self, found: Found, document: &Value) -> Option<&T> {
         let Found { position, hint } = found;
-        let entry = match &self.fields {
-            Some(fields) => {
-                let hint_passed = hint != NO_HINT;
-                if hint_passed && !fields.test_condition(hint, document) {
-                    return None;
-                }
-                match fields.test(position, document, hint_passed) {
-                    Some(true) => self.entries.get(position)?,
-                    Some(false) => return None,
-                    None => {
-                        // The fields match, so the top-level `$or` decides.
-                        let entry = self.entries.get(position)?;
-                        let alternatives = &entry.pattern().root.alternatives;
-                        if !alternatives
-                            .iter()
-                            .any(|alternative| alternative.matches(Some(document)))
-                        {
-                            return None;
-                        }
-                        entry
-                    }
-                }
-            }
-            None => {
-                let entry = self.entries.get(position)?;
-                if !entry.pattern().matches(document) {
-                    return None;
-                }
-                entry
-            }
+        let Some(fields) = &self.fields else {
+            let entry = self.entries.get(position)?;
+            return entry.pattern().matches(document).then_some(&**entry);
         };
+
+        let hint_passed = hint != NO_HINT;
+        if hint_passed && !fields.test_condition(hint, document) {
+            return None;
+        }
+        let alternatives_left = match fields.test(position, document, hint_passed) {
+            FieldsResult::Failed => return None,
+            FieldsResult::Matched => false,
+            FieldsResult::AlternativesLeft => true,
+        };
+
+        let entry = self.entries.get(position)?;
+        if alternatives_left
+            && !entry
+                .pattern()
+                .root
+                .alternatives
+                .iter()
+                .any(|alternative| alternative.matches(Some(document)))
+        {
+            return None;
+        }
         Some(&**entry)
     }
 

@@ -21,6 +21,17 @@ use super::super::pattern::{FieldPattern, ObjectPattern};
 /// A hint that names no condition.
 pub(super) const NO_HINT: u32 = u32::MAX;
 
+/// The result of testing a pattern's top-level fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FieldsResult {
+    /// A field fails, so the pattern does not match.
+    Failed,
+    /// Every field matches and the pattern has no top-level `$or`.
+    Matched,
+    /// Every field matches, and the top-level `$or` alternatives decide.
+    AlternativesLeft,
+}
+
 /// The conditions to test for one pattern, as a range of
 /// [`SharedFields::plan_fields`], and whether the pattern also has `$or`
 /// alternatives at the top level.
@@ -132,17 +143,15 @@ impl SharedFields {
     /// `document`. With `hint_passed` set, the caller has tested the first
     /// one already, and it is skipped.
     ///
-    /// Returns `Some(false)` if a field fails, `Some(true)` if all match and
-    /// the pattern has no top-level `$or`, and `None` if the caller must
-    /// still test the `$or` alternatives. A position out of range fails.
+    /// A position out of range fails.
     pub(super) fn test(
         &self,
         position: usize,
         document: &Value,
         hint_passed: bool,
-    ) -> Option<bool> {
+    ) -> FieldsResult {
         let Some(plan) = self.plans.get(position) else {
-            return Some(false);
+            return FieldsResult::Failed;
         };
         let start = plan.start as usize + usize::from(hint_passed && plan.start < plan.end);
         let numbers = self
@@ -151,13 +160,13 @@ impl SharedFields {
             .unwrap_or_default();
         for &number in numbers {
             if !self.test_condition(number, document) {
-                return Some(false);
+                return FieldsResult::Failed;
             }
         }
         if plan.has_alternatives {
-            None
+            FieldsResult::AlternativesLeft
         } else {
-            Some(true)
+            FieldsResult::Matched
         }
     }
 
@@ -218,12 +227,24 @@ mod tests {
         ]);
         let fields = shared(&patterns);
         let opened = json!({"repo": "a", "action": "opened"});
-        assert_eq!(fields.test(0, &opened, false), Some(true));
-        assert_eq!(fields.test(0, &json!({"repo": "a"}), false), Some(false));
-        assert_eq!(fields.test(1, &opened, false), None);
-        assert_eq!(fields.test(1, &json!({"repo": "b"}), false), Some(false));
-        assert_eq!(fields.test(2, &json!("not an object"), false), None);
-        assert_eq!(fields.test(3, &opened, false), Some(false));
+        assert_eq!(fields.test(0, &opened, false), FieldsResult::Matched);
+        assert_eq!(
+            fields.test(0, &json!({"repo": "a"}), false),
+            FieldsResult::Failed
+        );
+        assert_eq!(
+            fields.test(1, &opened, false),
+            FieldsResult::AlternativesLeft
+        );
+        assert_eq!(
+            fields.test(1, &json!({"repo": "b"}), false),
+            FieldsResult::Failed
+        );
+        assert_eq!(
+            fields.test(2, &json!("not an object"), false),
+            FieldsResult::AlternativesLeft
+        );
+        assert_eq!(fields.test(3, &opened, false), FieldsResult::Failed);
     }
 
     #[test]
@@ -243,7 +264,7 @@ mod tests {
         assert!(!fields.test_condition(hint, &closed));
         assert!(fields.test_condition(NO_HINT, &closed));
         // With the hint passed, only the repository is left to test.
-        assert_eq!(fields.test(1, &closed, true), Some(true));
-        assert_eq!(fields.test(0, &closed, true), Some(false));
+        assert_eq!(fields.test(1, &closed, true), FieldsResult::Matched);
+        assert_eq!(fields.test(0, &closed, true), FieldsResult::Failed);
     }
 }
