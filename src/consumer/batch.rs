@@ -78,7 +78,7 @@ struct GroupOutcome {
 /// executions, given each event's number of executions, and returns the
 /// index range of each group.
 ///
-/// An event's executions are never split: an event with more than
+/// An event's executions are never split, so an event with more than
 /// `max_executions` executions forms a group by itself. Every event belongs
 /// to exactly one group, in order.
 fn execution_groups(executions_per_event: &[usize], max_executions: usize) -> Vec<Range<usize>> {
@@ -102,7 +102,7 @@ fn execution_groups(executions_per_event: &[usize], max_executions: usize) -> Ve
 impl Pipeline {
     /// Creates the pipeline. It records at most `transaction_max_executions`
     /// executions per transaction, except for an event that alone matches
-    /// more triggers; values below 1 count as 1.
+    /// more triggers. Values below 1 count as 1.
     pub fn new(
         db: DatabaseConnection,
         dispatcher: Dispatcher,
