@@ -14,7 +14,9 @@ use event_hub::store::resources::{
     TriggerUpdate, REDACTED_SECRET,
 };
 use event_hub::Error;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use std::time::Duration;
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -1043,9 +1045,14 @@ async fn trigger_delete_removes_executions() {
 }
 
 /// Asserts that `after` differs from `before` in exactly the table named
-/// `table`.
+/// `table`, and that the resource version counted one write.
 #[track_caller]
 fn assert_changed_only(before: &Fingerprint, after: &Fingerprint, table: &str, context: &str) {
+    assert_eq!(
+        after.version,
+        before.version + 1,
+        "{context}: resource version"
+    );
     let changed = |name: &str| match name {
         "event_sources" => before.event_sources != after.event_sources,
         "actions" => before.actions != after.actions,
@@ -1200,6 +1207,51 @@ async fn fingerprint_moves_past_future_timestamps() {
             before.event_sources, after.event_sources,
             "{backend}: fingerprint after an update"
         );
+
+        database.drop_database().await;
+    }
+}
+
+/// A resource write waits while another one holds the resource version
+/// row, so writes commit in the order they took their `updated_at`, and the
+/// trigger index cannot read a later write before an earlier one.
+#[tokio::test]
+async fn resource_writes_wait_for_one_another() {
+    for database in fresh_databases().await {
+        let (db, backend) = (&database.db, database.backend);
+        resources::create_event_source(db, new_source("gh"))
+            .await
+            .unwrap();
+        resources::create_action(db, new_action("run"))
+            .await
+            .unwrap();
+        resources::create_trigger(db, new_trigger("t", "gh", "run"))
+            .await
+            .unwrap();
+        let before = resources::fingerprint(db).await.unwrap();
+
+        // Another writer, played by the test, holds the row.
+        let other = db.begin().await.unwrap();
+        other
+            .execute_unprepared("UPDATE resource_version SET version = version + 1 WHERE id = 1")
+            .await
+            .unwrap();
+        let deactivate = {
+            let db = db.clone();
+            tokio::spawn(async move { resources::set_trigger_active(&db, "t", false).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !deactivate.is_finished(),
+            "{backend}: the write did not wait for the open one"
+        );
+
+        other.commit().await.unwrap();
+        let updated = deactivate.await.unwrap().unwrap();
+        assert!(!updated.is_active, "{backend}");
+        let after = resources::fingerprint(db).await.unwrap();
+        assert_eq!(after.version, before.version + 2, "{backend}");
+        assert_ne!(after.triggers, before.triggers, "{backend}");
 
         database.drop_database().await;
     }

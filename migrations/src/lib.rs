@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261204_000001_create_tables;
 mod m20261205_000010_action_retry_policy;
+mod m20261205_000020_resource_version;
 
 /// Lists the migrations of event-hub in the order they apply.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261204_000001_create_tables::Migration),
             Box::new(m20261205_000010_action_retry_policy::Migration),
+            Box::new(m20261205_000020_resource_version::Migration),
         ]
     }
 }

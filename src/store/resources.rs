@@ -18,11 +18,11 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sea_orm::sea_query::{Asterisk, Expr};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, Query};
 use sea_orm::{
     AccessMode, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseConnection, DbErr, EntityTrait, IsolationLevel, PaginatorTrait, PrimaryKeyTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IsolationLevel, PaginatorTrait,
+    PrimaryKeyTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -496,7 +496,10 @@ pub async fn create_event_source(
     )
     .await?;
 
-    let now = next_updated_at::<event_source::Entity>(db, event_source::Column::UpdatedAt).await?;
+    let transaction = begin_resource_write(db).await?;
+    let now =
+        next_updated_at::<event_source::Entity>(&transaction, event_source::Column::UpdatedAt)
+            .await?;
     let row = event_source::ActiveModel {
         id: Set(Uuid::new_v4()),
         name: Set(new.name.clone()),
@@ -508,9 +511,12 @@ pub async fn create_event_source(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    row.insert(db)
+    let created = row
+        .insert(&transaction)
         .await
-        .map_err(|error| map_unique_violation(error, EVENT_SOURCE, &new.name))
+        .map_err(|error| map_unique_violation(error, EVENT_SOURCE, &new.name))?;
+    transaction.commit().await?;
+    Ok(created)
 }
 
 /// Lists all event sources by name.
@@ -574,11 +580,18 @@ pub async fn update_event_source(
         row.is_active = Set(is_active);
     }
 
-    row.updated_at =
-        Set(next_updated_at::<event_source::Entity>(db, event_source::Column::UpdatedAt).await?);
-    row.update(db)
+    let transaction = begin_resource_write(db).await?;
+    row.updated_at = Set(next_updated_at::<event_source::Entity>(
+        &transaction,
+        event_source::Column::UpdatedAt,
+    )
+    .await?);
+    let updated = row
+        .update(&transaction)
         .await
-        .map_err(|error| map_update_error(error, EVENT_SOURCE, key, &name))
+        .map_err(|error| map_update_error(error, EVENT_SOURCE, key, &name))?;
+    transaction.commit().await?;
+    Ok(updated)
 }
 
 /// Sets whether the event source `key` is active and returns the stored row.
@@ -605,9 +618,11 @@ pub async fn delete_event_source(
     let users = trigger::Column::EventSourceId.eq(current.id);
     ensure_unused(db, EVENT_SOURCE, &current.name, users.clone()).await?;
 
+    let transaction = begin_resource_write(db).await?;
     let deleted = event_source::Entity::delete_by_id(current.id)
-        .exec(db)
+        .exec(&transaction)
         .await;
+    end_resource_write(transaction, &deleted).await?;
     finish_delete(db, deleted, EVENT_SOURCE, key, &current.name, users).await?;
     Ok(current)
 }
@@ -646,7 +661,8 @@ pub async fn create_action_with_retry_policy(
     )
     .await?;
 
-    let now = next_updated_at::<action::Entity>(db, action::Column::UpdatedAt).await?;
+    let transaction = begin_resource_write(db).await?;
+    let now = next_updated_at::<action::Entity>(&transaction, action::Column::UpdatedAt).await?;
     let row = action::ActiveModel {
         id: Set(Uuid::new_v4()),
         name: Set(new.name.clone()),
@@ -659,7 +675,6 @@ pub async fn create_action_with_retry_policy(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let transaction = db.begin().await?;
     let created = row
         .insert(&transaction)
         .await
@@ -785,8 +800,9 @@ pub async fn update_action_with_retry_policy(
         row.description = Set(normalize_description(description));
     }
 
-    row.updated_at = Set(next_updated_at::<action::Entity>(db, action::Column::UpdatedAt).await?);
-    let transaction = db.begin().await?;
+    let transaction = begin_resource_write(db).await?;
+    row.updated_at =
+        Set(next_updated_at::<action::Entity>(&transaction, action::Column::UpdatedAt).await?);
     let updated = row
         .update(&transaction)
         .await
@@ -806,7 +822,11 @@ pub async fn delete_action(db: &DatabaseConnection, key: &str) -> Result<action:
     let users = trigger::Column::ActionId.eq(current.id);
     ensure_unused(db, ACTION, &current.name, users.clone()).await?;
 
-    let deleted = action::Entity::delete_by_id(current.id).exec(db).await;
+    let transaction = begin_resource_write(db).await?;
+    let deleted = action::Entity::delete_by_id(current.id)
+        .exec(&transaction)
+        .await;
+    end_resource_write(transaction, &deleted).await?;
     finish_delete(db, deleted, ACTION, key, &current.name, users).await?;
     Ok(current)
 }
@@ -838,7 +858,8 @@ pub async fn create_trigger(db: &DatabaseConnection, new: NewTrigger) -> Result<
     )
     .await?;
 
-    let now = next_updated_at::<trigger::Entity>(db, trigger::Column::UpdatedAt).await?;
+    let transaction = begin_resource_write(db).await?;
+    let now = next_updated_at::<trigger::Entity>(&transaction, trigger::Column::UpdatedAt).await?;
     let row = trigger::ActiveModel {
         id: Set(Uuid::new_v4()),
         name: Set(new.name.clone()),
@@ -850,9 +871,12 @@ pub async fn create_trigger(db: &DatabaseConnection, new: NewTrigger) -> Result<
         created_at: Set(now),
         updated_at: Set(now),
     };
-    row.insert(db)
+    let created = row
+        .insert(&transaction)
         .await
-        .map_err(|error| map_unique_violation(error, TRIGGER, &new.name))
+        .map_err(|error| map_unique_violation(error, TRIGGER, &new.name))?;
+    transaction.commit().await?;
+    Ok(created)
 }
 
 /// Lists all triggers by name.
@@ -915,10 +939,15 @@ pub async fn update_trigger(
         row.is_active = Set(is_active);
     }
 
-    row.updated_at = Set(next_updated_at::<trigger::Entity>(db, trigger::Column::UpdatedAt).await?);
-    row.update(db)
+    let transaction = begin_resource_write(db).await?;
+    row.updated_at =
+        Set(next_updated_at::<trigger::Entity>(&transaction, trigger::Column::UpdatedAt).await?);
+    let updated = row
+        .update(&transaction)
         .await
-        .map_err(|error| map_update_error(error, TRIGGER, key, &name))
+        .map_err(|error| map_update_error(error, TRIGGER, key, &name))?;
+    transaction.commit().await?;
+    Ok(updated)
 }
 
 /// Sets whether the trigger `key` is active and returns the stored row.
@@ -940,7 +969,11 @@ pub async fn set_trigger_active(
 /// `trigger_executions.trigger_id`.
 pub async fn delete_trigger(db: &DatabaseConnection, key: &str) -> Result<trigger::Model> {
     let current = find_trigger(db, key).await?;
-    let result = trigger::Entity::delete_by_id(current.id).exec(db).await?;
+    let transaction = begin_resource_write(db).await?;
+    let result = trigger::Entity::delete_by_id(current.id)
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
     if result.rows_affected == 0 {
         return Err(Error::NotFound {
             kind: TRIGGER,
@@ -963,10 +996,17 @@ pub struct TableFingerprint {
     pub max_updated_at: Option<DateTime<Utc>>,
 }
 
-/// [`TableFingerprint`]s of the three resource tables. Any create, update,
-/// activation, deactivation or delete changes it.
+/// The resource version and the [`TableFingerprint`]s of the three
+/// resource tables. Any create, update, activation, deactivation or delete
+/// changes it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Fingerprint {
+    /// Number of writes to the three tables through this module, from the
+    /// one-row table `resource_version`. Each write increments it in its
+    /// own transaction, so it moves on every committed write, whatever the
+    /// timestamps say. The table fingerprints beside it catch changes made
+    /// with SQL outside event-hub, as long as they set `updated_at`.
+    pub version: i64,
     /// `event_sources`.
     pub event_sources: TableFingerprint,
     /// `actions`.
@@ -982,6 +1022,7 @@ pub struct Fingerprint {
 /// calls shows up as a different fingerprint at the next poll.
 pub async fn fingerprint(db: &DatabaseConnection) -> Result<Fingerprint> {
     Ok(Fingerprint {
+        version: resource_version(db).await?,
         event_sources: table_fingerprint::<event_source::Entity>(
             db,
             event_source::Column::UpdatedAt,
@@ -1062,13 +1103,80 @@ async fn table_fingerprint<E: EntityTrait>(
     })
 }
 
+/// Name of the one-row table counting resource writes.
+const RESOURCE_VERSION_TABLE: &str = "resource_version";
+
+/// Starts the transaction of a write to event sources, actions or
+/// triggers, and increments the resource version first.
+///
+/// The increment locks the version row until the transaction ends, so
+/// resource writes run one at a time, each seeing every earlier one
+/// committed. Without that, a write could take its `updated_at` before a
+/// concurrent write took a later one, and commit after the trigger index
+/// had read the later one: `MAX(updated_at)` would not move, and the index
+/// would miss the change until the next one.
+///
+/// On SQLite the increment is the transaction's first statement, so the
+/// transaction takes the write lock at once. A transaction that read first
+/// would have to upgrade its read lock, and SQLite fails such an upgrade
+/// with `SQLITE_BUSY` instead of waiting when another writer holds the lock.
+async fn begin_resource_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    let transaction = db.begin().await?;
+    let version = Alias::new("version");
+    let increment = Query::update()
+        .table(Alias::new(RESOURCE_VERSION_TABLE))
+        .value(version.clone(), Expr::col(version).add(1))
+        .and_where(Expr::col(Alias::new("id")).eq(1))
+        .to_owned();
+    let backend = transaction.get_database_backend();
+    let result = transaction.execute(backend.build(&increment)).await?;
+    if result.rows_affected() != 1 {
+        return Err(DbErr::RecordNotFound(format!(
+            "the row of table {RESOURCE_VERSION_TABLE} is missing; run `event-hub migrate`"
+        ))
+        .into());
+    }
+    Ok(transaction)
+}
+
+/// Commits a resource write whose statement succeeded, and rolls it back
+/// otherwise, before the caller turns the statement's error into its own.
+async fn end_resource_write<T>(
+    transaction: DatabaseTransaction,
+    outcome: &std::result::Result<T, DbErr>,
+) -> Result<()> {
+    if outcome.is_ok() {
+        transaction.commit().await?;
+    } else {
+        transaction.rollback().await?;
+    }
+    Ok(())
+}
+
+/// Reads the resource version, the number of resource writes so far.
+async fn resource_version(db: &impl ConnectionTrait) -> Result<i64> {
+    let select = Query::select()
+        .column(Alias::new("version"))
+        .from(Alias::new(RESOURCE_VERSION_TABLE))
+        .and_where(Expr::col(Alias::new("id")).eq(1))
+        .to_owned();
+    let backend = db.get_database_backend();
+    let row = db.query_one(backend.build(&select)).await?.ok_or_else(|| {
+        DbErr::RecordNotFound(format!(
+            "the row of table {RESOURCE_VERSION_TABLE} is missing; run `event-hub migrate`"
+        ))
+    })?;
+    Ok(row.try_get::<i64>("", "version")?)
+}
+
 /// Returns the `updated_at` for a write to table `E`: now, in microseconds
 /// (the precision every backend stores), but at least one microsecond after
 /// the table's newest `updated_at`.
 ///
 /// The second bound makes `MAX(updated_at)` move on every write, so the
 /// [`fingerprint`] changes even when this host's clock is behind the clock
-/// of the host that wrote last.
+/// of the host that wrote last. Called inside [`begin_resource_write`]'s
+/// transaction, it sees every earlier write's timestamp.
 async fn next_updated_at<E: EntityTrait>(
     db: &impl ConnectionTrait,
     updated_at: E::Column,
