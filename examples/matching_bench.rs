@@ -2,9 +2,12 @@
 //!
 //! The tables give events per second on one core for GitHub payloads and
 //! synthetic 1 KB events, against 100, 10,000 and 100,000 triggers over 50
-//! event sources, with 0%, 1% and 100% of events matching. A scan of every
-//! trigger of the source is the baseline. They also give the build time of
-//! the index and the time to add one trigger to the largest index.
+//! event sources, with 0%, 1% and 100% of events matching. Matching alone
+//! is measured twice: on documents decoded in advance, which are no longer
+//! in the CPU cache when matched, and on documents decoded just before, as
+//! in the consumer. A scan of every trigger of the source is the baseline.
+//! The tables also give the build time of the index and the time to add
+//! one trigger to the largest index.
 //! `cargo bench --bench matching_memory` prints the memory of the index,
 //! because the counting allocator it needs would slow down every
 //! allocation here.
@@ -56,6 +59,7 @@ struct Row {
     misses: Misses,
     matched_share: f64,
     match_only: f64,
+    match_fresh: f64,
     decode_and_match: f64,
     scan: f64,
 }
@@ -165,6 +169,8 @@ fn main() {
                     .matching(event.source_id, &event.document)
                     .len()
             });
+            let indexes: Vec<&TriggerIndex> = sizes.iter().map(|(_, index, _)| index).collect();
+            let match_fresh = fresh_match_throughput(&indexes, events, measure_time);
             let decode_and_match = throughput(sizes.len(), events, measure_time, |size, event| {
                 decode_and_match(&sizes[size].1, event)
             });
@@ -194,6 +200,7 @@ fn main() {
                     misses: *misses,
                     matched_share: matched_share(index, events),
                     match_only: match_only[size],
+                    match_fresh: match_fresh[size],
                     decode_and_match: decode_and_match[size],
                     scan: scan_rates[size],
                 });
@@ -340,6 +347,63 @@ fn throughput(
     best
 }
 
+/// Number of events that [`fresh_match_throughput`] decodes at a time
+/// before matching them. Their documents, a few KB each, stay in the
+/// CPU cache until matched.
+const FRESH_CHUNK: usize = 16;
+
+/// Measures matching alone on documents decoded just before, as the
+/// consumer matches each record right after decoding it, and returns the
+/// events per second of each index.
+///
+/// [`throughput`] on pre-decoded documents measures matching on documents
+/// that are no longer in the CPU cache: thousands of them were read since.
+/// Here the events are decoded [`FRESH_CHUNK`] at a time, untimed, and then
+/// matched, timed. Rounds and sizes alternate as in [`throughput`]. A round
+/// lasts its share of `measure_time` in wall time, decoding included.
+fn fresh_match_throughput(
+    indexes: &[&TriggerIndex],
+    events: &[BenchEvent],
+    measure_time: Duration,
+) -> Vec<f64> {
+    let round_time = measure_time / ROUNDS;
+    let mut best = vec![0.0_f64; indexes.len()];
+    for round in 0..=ROUNDS {
+        for (index, best) in indexes.iter().zip(best.iter_mut()) {
+            let started = Instant::now();
+            let mut matching_time = Duration::ZERO;
+            let mut processed = 0_usize;
+            'round: loop {
+                for chunk in events.chunks(FRESH_CHUNK) {
+                    let documents: Vec<(Uuid, serde_json::Value)> = chunk
+                        .iter()
+                        .filter_map(|event| {
+                            let source = index.resolve_source(&event.record).ok()?;
+                            let decoded = event::decode(source, &event.record).ok()?;
+                            Some((source.id, decoded.document))
+                        })
+                        .collect();
+                    let matching_started = Instant::now();
+                    for (source_id, document) in &documents {
+                        black_box(index.matching(*source_id, black_box(document)).len());
+                    }
+                    matching_time += matching_started.elapsed();
+                    processed += documents.len();
+                    drop(documents);
+                    if started.elapsed() >= round_time {
+                        break 'round;
+                    }
+                }
+            }
+            // Round 0 warms up.
+            if round > 0 && !matching_time.is_zero() {
+                *best = best.max(processed as f64 / matching_time.as_secs_f64());
+            }
+        }
+    }
+    best
+}
+
 /// Measures `with_trigger` on the largest index: median of several runs.
 fn time_add_one(index: &TriggerIndex, workload: &Workload) -> Duration {
     let mut times: Vec<Duration> = (0..ADD_ONE_REPEATS)
@@ -381,17 +445,19 @@ fn mix_label(percent: usize, misses: Misses) -> String {
 fn print_throughput(rows: &[Row]) {
     println!("\n## Events per second on one core\n");
     println!(
-        "| events | triggers | matching | matched | match only | decode + match | scan, match only |"
+        "| events | triggers | matching | matched | match only, cold documents | \
+         match only, just decoded | decode + match | scan, match only |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
     for row in rows {
         println!(
-            "| {} | {} | {} | {:.1}% | {} | {} | {} |",
+            "| {} | {} | {} | {:.1}% | {} | {} | {} | {} |",
             row.kind.label(),
             thousands(row.triggers as f64),
             mix_label(row.match_percent, row.misses),
             row.matched_share * 100.0,
             thousands(row.match_only),
+            thousands(row.match_fresh),
             thousands(row.decode_and_match),
             if row.scan > 0.0 {
                 thousands(row.scan)
@@ -404,8 +470,11 @@ fn print_throughput(rows: &[Row]) {
 
 fn print_ratios(rows: &[Row]) {
     println!("\n## Time per event with 100,000 triggers over time with 100\n");
-    println!("| events | matching | match only | decode + match | scan, match only |");
-    println!("|---|---|---:|---:|---:|");
+    println!(
+        "| events | matching | match only, cold documents | match only, just decoded | \
+         decode + match | scan, match only |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
     for kind in Kind::ALL {
         for (percent, misses) in MIXES {
             let find = |triggers: usize| {
@@ -425,10 +494,11 @@ fn print_ratios(rows: &[Row]) {
                 "-".to_owned()
             };
             println!(
-                "| {} | {} | {:.2} | {:.2} | {scan} |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {scan} |",
                 kind.label(),
                 mix_label(percent, misses),
                 small.match_only / large.match_only,
+                small.match_fresh / large.match_fresh,
                 small.decode_and_match / large.decode_and_match,
             );
         }
