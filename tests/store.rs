@@ -1212,9 +1212,9 @@ async fn fingerprint_moves_past_future_timestamps() {
     }
 }
 
-/// A resource write waits while another one holds the resource version
-/// row, so writes commit in the order they took their `updated_at`, and the
-/// trigger index cannot read a later write before an earlier one.
+/// A resource write waits while another one has the resource version row
+/// locked, so writes commit in the order they took their `updated_at`, and
+/// the trigger index cannot read a later write before an earlier one.
 #[tokio::test]
 async fn resource_writes_wait_for_one_another() {
     for database in fresh_databases().await {
@@ -1230,7 +1230,7 @@ async fn resource_writes_wait_for_one_another() {
             .unwrap();
         let before = resources::fingerprint(db).await.unwrap();
 
-        // Another writer, played by the test, holds the row.
+        // Another writer, played by the test, locks the row.
         let other = db.begin().await.unwrap();
         other
             .execute_unprepared("UPDATE resource_version SET version = version + 1 WHERE id = 1")

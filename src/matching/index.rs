@@ -1,17 +1,17 @@
 //! The in-memory index of active triggers, rebuilt when the database changes.
 //!
 //! Every replica holds an immutable [`TriggerIndex`] behind a
-//! `tokio::sync::watch` channel. A refresher task polls the database's
-//! fingerprint (row counts and latest `updated_at` of the three tables),
-//! rebuilds the index when it changed, and publishes the new one; the
-//! consumer takes the current index at the start of each batch, so matching
-//! never waits for a rebuild.
+//! `tokio::sync::watch` channel. A refresher task (`refresh.rs`) polls the
+//! database's fingerprint, derives a new index when it changed, and
+//! publishes it. The consumer takes the current index at the start of each
+//! batch, so matching never waits for a rebuild.
 //!
 //! The triggers of each event source are compiled into one
 //! [`MatchEngine`], so matching an event costs about the same with 100 or
-//! 100,000 triggers (see the engine's documentation). [`TriggerIndex::with_trigger`]
-//! and [`TriggerIndex::without_trigger`] derive a new index from an existing
-//! one by rebuilding only the engine of the source concerned.
+//! 100,000 triggers (see the engine's documentation). [`TriggerIndex::with_trigger`],
+//! [`TriggerIndex::with_trigger_changes`] and [`TriggerIndex::without_trigger`]
+//! derive a new index from an existing one by rebuilding only the engines
+//! of the sources concerned.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -236,6 +236,78 @@ impl TriggerIndex {
         }
         index.insert_engine(model.event_source_id, entries);
         Ok(index)
+    }
+
+    /// Returns a copy of the index with the trigger rows `models` applied in
+    /// order, as [`TriggerIndex::with_trigger`] applies one: an active row
+    /// is added or replaces the trigger of its id, an inactive one removes
+    /// it.
+    ///
+    /// The engine of each event source concerned is rebuilt once, however
+    /// many of the rows belong to it. A row that is rejected, such as one
+    /// whose filter no longer compiles, is logged and its trigger left out,
+    /// as [`TriggerIndex::build`] does.
+    pub fn with_trigger_changes(&self, models: &[trigger::Model]) -> Self {
+        let mut index = self.shallow_copy();
+        // The new entries of each source that a row touches, copied from
+        // this index on first use.
+        let mut changed: HashMap<Uuid, Vec<Arc<CompiledTrigger>>> = HashMap::new();
+
+        for model in models {
+            let compiled = if model.is_active {
+                match self.compile(model) {
+                    Ok(compiled) => Some(Arc::new(compiled)),
+                    Err(error) => {
+                        tracing::error!(trigger = %model.name, %error, "trigger left out of the trigger index");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+
+            // Find the trigger where it is now, in a source already changed
+            // or in this index.
+            let holder = changed
+                .iter()
+                .find(|(_, entries)| entries.iter().any(|entry| entry.trigger.id == model.id))
+                .map(|(source_id, _)| *source_id)
+                .or_else(|| {
+                    self.source_of(model.id)
+                        .filter(|source_id| !changed.contains_key(source_id))
+                });
+            let position = holder.and_then(|source_id| {
+                let entries = changed
+                    .entry(source_id)
+                    .or_insert_with(|| self.entries_of(source_id).to_vec());
+                let position = entries
+                    .iter()
+                    .position(|entry| entry.trigger.id == model.id)?;
+                entries.remove(position);
+                Some((source_id, position))
+            });
+
+            let Some(compiled) = compiled else {
+                continue;
+            };
+            let entries = changed
+                .entry(model.event_source_id)
+                .or_insert_with(|| self.entries_of(model.event_source_id).to_vec());
+            match position {
+                // A replaced trigger keeps its place among the source's triggers.
+                Some((source_id, position)) if source_id == model.event_source_id => {
+                    entries.insert(position, compiled);
+                }
+                _ => entries.push(compiled),
+            }
+        }
+
+        for (source_id, entries) in changed {
+            index.trigger_count -= self.entries_of(source_id).len();
+            index.trigger_count += entries.len();
+            index.insert_engine(source_id, entries);
+        }
+        index
     }
 
     /// Returns a copy of the index without the trigger `trigger_id`, or an
@@ -1068,6 +1140,89 @@ mod tests {
             error.to_string(),
             "trigger t: invalid event filter: at $.a: array of alternatives is empty; \
              list at least one value or operator"
+        );
+    }
+
+    #[test]
+    fn trigger_changes_equal_a_fresh_build() {
+        let orders = source_model("orders", &["orders"], true);
+        let payments = source_model("payments", &["payments"], true);
+        let run = action_model("run-pipeline");
+        let sources = [orders.clone(), payments.clone()];
+        let actions = [run.clone()];
+        let created = trigger_model("created", &orders, &run, json!({ "type": "created" }), true);
+        let paid = trigger_model("paid", &payments, &run, json!({ "type": "paid" }), true);
+        let mut stopped = trigger_model("stopped", &orders, &run, json!({ "type": "x" }), false);
+        let before = [created.clone(), paid.clone(), stopped.clone()];
+        let index = TriggerIndex::build(&sources, &actions, &before);
+
+        // A new trigger, a changed filter, a move to another source, an
+        // activation and a deactivation, with two rows for one trigger.
+        let added = trigger_model("added", &payments, &run, json!({ "type": "paid" }), true);
+        let mut refiltered = created.clone();
+        refiltered.event_filter = json!({ "type": "refunded" });
+        let mut moved = refiltered.clone();
+        moved.event_source_id = payments.id;
+        stopped.is_active = true;
+        let mut deactivated = paid.clone();
+        deactivated.is_active = false;
+        let mut broken = trigger_model("broken", &orders, &run, json!({ "type": "x" }), true);
+        let changes = [
+            added.clone(),
+            refiltered,
+            moved.clone(),
+            stopped.clone(),
+            deactivated.clone(),
+        ];
+        let updated = index.with_trigger_changes(&changes);
+        let fresh = TriggerIndex::build(
+            &sources,
+            &actions,
+            &[
+                added.clone(),
+                moved.clone(),
+                stopped.clone(),
+                deactivated.clone(),
+            ],
+        );
+
+        assert_eq!(updated.trigger_count(), fresh.trigger_count());
+        assert_eq!(updated.trigger_count(), 3);
+        let documents = [
+            (orders.id, json!({ "type": "created" })),
+            (orders.id, json!({ "type": "x" })),
+            (payments.id, json!({ "type": "paid" })),
+            (payments.id, json!({ "type": "refunded" })),
+        ];
+        for (source_id, document) in &documents {
+            assert_eq!(
+                matching_names(&updated, *source_id, document),
+                matching_names(&fresh, *source_id, document),
+                "{document}"
+            );
+        }
+        assert_eq!(
+            matching_names(&updated, payments.id, &json!({ "type": "refunded" })),
+            ["created"]
+        );
+
+        // A row whose filter no longer compiles takes its trigger out.
+        let with_broken = updated.with_trigger_changes(std::slice::from_ref(&broken));
+        assert_eq!(with_broken.trigger_count(), 4);
+        broken.event_filter = json!({ "type": [] });
+        let without_broken = with_broken.with_trigger_changes(&[broken]);
+        assert_eq!(without_broken.trigger_count(), 3);
+        assert!(
+            matching_names(&without_broken, orders.id, &json!({ "type": "x" }))
+                .iter()
+                .all(|name| name != "broken")
+        );
+
+        // The index it was derived from is unchanged.
+        assert_eq!(index.trigger_count(), 2);
+        assert_eq!(
+            matching_names(&index, orders.id, &json!({ "type": "created" })),
+            ["created"]
         );
     }
 

@@ -1004,7 +1004,7 @@ pub struct Fingerprint {
     /// Number of writes to the three tables through this module, from the
     /// one-row table `resource_version`. Each write increments it in its
     /// own transaction, so it moves on every committed write, whatever the
-    /// timestamps say. The table fingerprints beside it catch changes made
+    /// timestamps are. The table fingerprints beside it catch changes made
     /// with SQL outside event-hub, as long as they set `updated_at`.
     pub version: i64,
     /// `event_sources`.
@@ -1015,12 +1015,12 @@ pub struct Fingerprint {
     pub triggers: TableFingerprint,
 }
 
-/// Reads the [`Fingerprint`] of the resource tables: one aggregate query per
-/// table.
+/// Reads the [`Fingerprint`] of the resource tables: the resource version
+/// and one aggregate query per table.
 ///
 /// Read it before [`load_active`], so that a change made between the two
 /// calls shows up as a different fingerprint at the next poll.
-pub async fn fingerprint(db: &DatabaseConnection) -> Result<Fingerprint> {
+pub async fn fingerprint(db: &impl ConnectionTrait) -> Result<Fingerprint> {
     Ok(Fingerprint {
         version: resource_version(db).await?,
         event_sources: table_fingerprint::<event_source::Entity>(
@@ -1050,19 +1050,7 @@ pub struct Snapshot {
 /// PostgreSQL and MySQL run it at `REPEATABLE READ`. A SQLite transaction
 /// reads one consistent state of the database anyway.
 pub async fn load_active(db: &DatabaseConnection) -> Result<Snapshot> {
-    let transaction = match db.get_database_backend() {
-        // sea-orm logs a warning for each isolation level or access mode
-        // requested on SQLite, which supports neither.
-        DatabaseBackend::Sqlite => db.begin().await?,
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
-            db.begin_with_config(
-                Some(IsolationLevel::RepeatableRead),
-                Some(AccessMode::ReadOnly),
-            )
-            .await?
-        }
-    };
-
+    let transaction = begin_consistent_read(db).await?;
     let triggers = trigger::Entity::find()
         .filter(trigger::Column::IsActive.eq(true))
         .order_by_asc(trigger::Column::Name)
@@ -1082,6 +1070,65 @@ pub async fn load_active(db: &DatabaseConnection) -> Result<Snapshot> {
         event_sources,
         actions,
         triggers,
+    })
+}
+
+/// Triggers written since a given time, with the fingerprint of the
+/// database state they were read from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TriggerChanges {
+    /// The fingerprint of the state the triggers were read from.
+    pub fingerprint: Fingerprint,
+    /// Triggers, active or not, in the order they were written.
+    pub triggers: Vec<trigger::Model>,
+}
+
+/// Reads the triggers, active or not, whose `updated_at` is later than
+/// `since` (all of them when it is `None`), at most `limit` of them, and the
+/// fingerprint, in one read-only transaction.
+///
+/// Resource writes take their `updated_at` one after the other (see
+/// [`begin_resource_write`]), so these are the triggers created or updated
+/// since the state whose newest trigger `updated_at` is `since`. A deleted
+/// trigger leaves no row: the caller compares row counts to notice it.
+pub async fn trigger_changes(
+    db: &DatabaseConnection,
+    since: Option<DateTime<Utc>>,
+    limit: u64,
+) -> Result<TriggerChanges> {
+    let transaction = begin_consistent_read(db).await?;
+    let fingerprint = fingerprint(&transaction).await?;
+    let mut query = trigger::Entity::find();
+    if let Some(since) = since {
+        query = query.filter(trigger::Column::UpdatedAt.gt(since));
+    }
+    let triggers = query
+        .order_by_asc(trigger::Column::UpdatedAt)
+        .limit(limit)
+        .all(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(TriggerChanges {
+        fingerprint,
+        triggers,
+    })
+}
+
+/// Starts a read-only transaction that reads one consistent state of the
+/// database: `REPEATABLE READ` on PostgreSQL and MySQL. A SQLite
+/// transaction reads one consistent state anyway.
+async fn begin_consistent_read(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    Ok(match db.get_database_backend() {
+        // sea-orm logs a warning for each isolation level or access mode
+        // requested on SQLite, which supports neither.
+        DatabaseBackend::Sqlite => db.begin().await?,
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?
+        }
     })
 }
 
@@ -1113,8 +1160,8 @@ const RESOURCE_VERSION_TABLE: &str = "resource_version";
 /// resource writes run one at a time, each seeing every earlier one
 /// committed. Without that, a write could take its `updated_at` before a
 /// concurrent write took a later one, and commit after the trigger index
-/// had read the later one: `MAX(updated_at)` would not move, and the index
-/// would miss the change until the next one.
+/// had read the later one. `MAX(updated_at)` would then not move, and the
+/// index would miss the change until the next one.
 ///
 /// On SQLite the increment is the transaction's first statement, so the
 /// transaction takes the write lock at once. A transaction that read first
@@ -1176,7 +1223,7 @@ async fn resource_version(db: &impl ConnectionTrait) -> Result<i64> {
 /// The second bound makes `MAX(updated_at)` move on every write, so the
 /// [`fingerprint`] changes even when this host's clock is behind the clock
 /// of the host that wrote last. Called inside [`begin_resource_write`]'s
-/// transaction, it sees every earlier write's timestamp.
+/// transaction, it reads every earlier write's timestamp.
 async fn next_updated_at<E: EntityTrait>(
     db: &impl ConnectionTrait,
     updated_at: E::Column,
