@@ -1,5 +1,5 @@
 //! Adds `resource_version`, a one-row counter of writes to event sources,
-//! actions and triggers.
+//! actions and triggers, with the last `updated_at` given to such a write.
 //!
 //! Every write to those tables increments the counter in its own
 //! transaction, first. The row lock makes such writes wait for one another,
@@ -7,8 +7,14 @@
 //! Without it, the index compared row counts and `MAX(updated_at)` only,
 //! and missed an update whose `updated_at` was computed before a
 //! concurrent write's but committed after the index had read that write.
+//!
+//! `issued_at` keeps timestamps increasing after a delete. Without it, a
+//! write took its `updated_at` past the newest row only, so deleting a row
+//! stamped by a host whose clock is ahead let the next write take an
+//! earlier timestamp than the deleted row's.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseBackend;
 
 /// The resource write counter.
 pub struct Migration;
@@ -24,11 +30,20 @@ enum ResourceVersion {
     Table,
     Id,
     Version,
+    IssuedAt,
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // A timestamp in UTC with microseconds, as in the other tables.
+        let mut issued_at = ColumnDef::new(ResourceVersion::IssuedAt);
+        match manager.get_database_backend() {
+            DatabaseBackend::MySql => issued_at.custom(Alias::new("DATETIME(6)")),
+            _ => issued_at.timestamp_with_time_zone(),
+        };
+        issued_at.null();
+
         manager
             .create_table(
                 Table::create()
@@ -44,6 +59,7 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .not_null(),
                     )
+                    .col(issued_at)
                     .to_owned(),
             )
             .await?;

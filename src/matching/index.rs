@@ -238,71 +238,59 @@ impl TriggerIndex {
         Ok(index)
     }
 
-    /// Returns a copy of the index with the trigger rows `models` applied in
-    /// order, as [`TriggerIndex::with_trigger`] applies one: an active row
-    /// is added or replaces the trigger of its id, an inactive one removes
-    /// it.
+    /// Returns a copy of the index with the trigger rows `models` applied, as
+    /// [`TriggerIndex::with_trigger`] applies one: an active row adds its
+    /// trigger or replaces the trigger of its id, an inactive one removes it.
+    /// When several rows have the same id, the last one counts.
     ///
     /// The engine of each event source concerned is rebuilt once, however
-    /// many of the rows belong to it. A row that is rejected, such as one
-    /// whose filter no longer compiles, is logged and its trigger left out,
-    /// as [`TriggerIndex::build`] does.
+    /// many of the rows belong to it, and the work grows with the triggers
+    /// of those sources, not with the number of rows. A changed trigger goes
+    /// to the end of its source's list, so matching may return the triggers
+    /// of one event in another order than a fresh build, but the same ones.
+    /// A row that is rejected, such as one whose filter no longer compiles,
+    /// is logged and its trigger left out, as [`TriggerIndex::build`] does.
     pub fn with_trigger_changes(&self, models: &[trigger::Model]) -> Self {
-        let mut index = self.shallow_copy();
-        // The new entries of each source that a row touches, copied from
-        // this index on first use.
-        let mut changed: HashMap<Uuid, Vec<Arc<CompiledTrigger>>> = HashMap::new();
+        // The last row of each trigger, in the order of the rows.
+        let mut seen = HashSet::new();
+        let mut latest: Vec<&trigger::Model> = models
+            .iter()
+            .rev()
+            .filter(|model| seen.insert(model.id))
+            .collect();
+        latest.reverse();
 
-        for model in models {
-            let compiled = if model.is_active {
-                match self.compile(model) {
-                    Ok(compiled) => Some(Arc::new(compiled)),
-                    Err(error) => {
-                        tracing::error!(trigger = %model.name, %error, "trigger left out of the trigger index");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-
-            // Find the trigger where it is now, in a source already changed
-            // or in this index.
-            let holder = changed
-                .iter()
-                .find(|(_, entries)| entries.iter().any(|entry| entry.trigger.id == model.id))
-                .map(|(source_id, _)| *source_id)
-                .or_else(|| {
-                    self.source_of(model.id)
-                        .filter(|source_id| !changed.contains_key(source_id))
-                });
-            let position = holder.and_then(|source_id| {
-                let entries = changed
-                    .entry(source_id)
-                    .or_insert_with(|| self.entries_of(source_id).to_vec());
-                let position = entries
+        // The sources that lose a changed trigger or gain one, with their
+        // triggers left unchanged.
+        let mut sources: HashSet<Uuid> = latest.iter().map(|model| model.event_source_id).collect();
+        sources.extend(latest.iter().filter_map(|model| self.source_of(model.id)));
+        let mut entries_by_source: HashMap<Uuid, Vec<Arc<CompiledTrigger>>> = sources
+            .iter()
+            .map(|&source_id| {
+                let kept = self
+                    .entries_of(source_id)
                     .iter()
-                    .position(|entry| entry.trigger.id == model.id)?;
-                entries.remove(position);
-                Some((source_id, position))
-            });
+                    .filter(|entry| !seen.contains(&entry.trigger.id))
+                    .cloned()
+                    .collect();
+                (source_id, kept)
+            })
+            .collect();
 
-            let Some(compiled) = compiled else {
-                continue;
-            };
-            let entries = changed
-                .entry(model.event_source_id)
-                .or_insert_with(|| self.entries_of(model.event_source_id).to_vec());
-            match position {
-                // A replaced trigger keeps its place among the source's triggers.
-                Some((source_id, position)) if source_id == model.event_source_id => {
-                    entries.insert(position, compiled);
+        for model in latest.into_iter().filter(|model| model.is_active) {
+            match self.compile(model) {
+                Ok(compiled) => entries_by_source
+                    .entry(model.event_source_id)
+                    .or_default()
+                    .push(Arc::new(compiled)),
+                Err(error) => {
+                    tracing::error!(trigger = %model.name, %error, "trigger left out of the trigger index");
                 }
-                _ => entries.push(compiled),
             }
         }
 
-        for (source_id, entries) in changed {
+        let mut index = self.shallow_copy();
+        for (source_id, entries) in entries_by_source {
             index.trigger_count -= self.entries_of(source_id).len();
             index.trigger_count += entries.len();
             index.insert_engine(source_id, entries);

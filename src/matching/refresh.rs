@@ -172,41 +172,44 @@ pub async fn refresh_loop(
             _ = ticker.tick() => {}
         }
 
-        let current = match resources::fingerprint(&db).await {
-            Ok(current) => current,
+        // Poll, and derive a new index when the fingerprint changed.
+        let polled = resources::fingerprint(&db).await;
+        let refreshed = match polled {
+            Ok(current) if current == fingerprint => Ok(None),
+            Ok(current) => {
+                let index = sender.borrow().clone();
+                refresh(&db, index, &fingerprint, current).await.map(Some)
+            }
+            Err(error) => Err(error),
+        };
+
+        let refreshed = match refreshed {
+            Ok(refreshed) => refreshed,
             Err(error) => {
                 failures += 1;
                 // Log the first failure and then one in sixty, not every tick.
                 if failures == 1 || failures.is_multiple_of(60) {
-                    tracing::warn!(%error, failures, "cannot poll the database for trigger changes; keeping the current index");
+                    tracing::warn!(%error, failures, "cannot read trigger changes from the database; keeping the current index");
                 }
                 continue;
             }
         };
         if failures > 0 {
-            tracing::info!(failures, "database reachable again for trigger changes");
+            tracing::info!(failures, "trigger changes readable again");
             failures = 0;
         }
-        if current == fingerprint {
+        let Some(refreshed) = refreshed else {
             continue;
-        }
+        };
 
-        let index = sender.borrow().clone();
-        match refresh(&db, index, &fingerprint, current).await {
-            Ok(refreshed) => {
-                let triggers = refreshed.index.trigger_count();
-                match refreshed.applied {
-                    Some(changed) => tracing::info!(triggers, changed, "trigger index updated"),
-                    None => tracing::info!(triggers, "trigger index rebuilt"),
-                }
-                crate::metrics::set_trigger_index(triggers, chrono::Utc::now());
-                fingerprint = refreshed.fingerprint;
-                sender.send_replace(Arc::new(refreshed.index));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot reload triggers; keeping the current index");
-            }
+        let triggers = refreshed.index.trigger_count();
+        match refreshed.applied {
+            Some(changed) => tracing::info!(triggers, changed, "trigger index updated"),
+            None => tracing::info!(triggers, "trigger index rebuilt"),
         }
+        crate::metrics::set_trigger_index(triggers, chrono::Utc::now());
+        fingerprint = refreshed.fingerprint;
+        sender.send_replace(Arc::new(refreshed.index));
     }
 }
 

@@ -1087,10 +1087,11 @@ pub struct TriggerChanges {
 /// `since` (all of them when it is `None`), at most `limit` of them, and the
 /// fingerprint, in one read-only transaction.
 ///
-/// Resource writes take their `updated_at` one after the other (see
-/// [`begin_resource_write`]), so these are the triggers created or updated
-/// since the state whose newest trigger `updated_at` is `since`. A deleted
-/// trigger leaves no row: the caller compares row counts to notice it.
+/// Resource writes take their `updated_at` one after the other, each past
+/// every one given before (see `next_updated_at`). So these are the
+/// triggers created or updated since the state whose newest trigger
+/// `updated_at` is `since`. A deleted trigger leaves no row, and the caller
+/// compares row counts to notice it.
 pub async fn trigger_changes(
     db: &DatabaseConnection,
     since: Option<DateTime<Utc>>,
@@ -1216,24 +1217,54 @@ async fn resource_version(db: &impl ConnectionTrait) -> Result<i64> {
     Ok(row.try_get::<i64>("", "version")?)
 }
 
-/// Returns the `updated_at` for a write to table `E`: now, in microseconds
-/// (the precision every backend stores), but at least one microsecond after
-/// the table's newest `updated_at`.
+/// Returns the `updated_at` for a write to table `E`, and records it as the
+/// last one issued. It is now, in microseconds (the precision every backend
+/// stores), but at least one microsecond after the table's newest
+/// `updated_at` and after the last timestamp issued to any resource write.
 ///
-/// The second bound makes `MAX(updated_at)` move on every write, so the
-/// [`fingerprint`] changes even when this host's clock is behind the clock
-/// of the host that wrote last. Called inside [`begin_resource_write`]'s
-/// transaction, it reads every earlier write's timestamp.
+/// The bounds make timestamps increase in commit order even when this
+/// host's clock is behind the clock of the host that wrote last. The last
+/// issued one also survives the delete of the row that carried it, so a
+/// trigger created after the delete still gets a later timestamp than any
+/// the trigger index has seen. Call it inside [`begin_resource_write`]'s
+/// transaction, which makes the read and the update of the last issued
+/// timestamp atomic.
 async fn next_updated_at<E: EntityTrait>(
-    db: &impl ConnectionTrait,
+    transaction: &DatabaseTransaction,
     updated_at: E::Column,
 ) -> Result<DateTime<Utc>> {
     let now = Utc::now().trunc_subsecs(6);
-    let newest = table_fingerprint::<E>(db, updated_at).await?.max_updated_at;
-    Ok(match newest {
+    let newest_row = table_fingerprint::<E>(transaction, updated_at)
+        .await?
+        .max_updated_at;
+    let last_issued = last_issued_at(transaction).await?;
+    let next = match newest_row.max(last_issued) {
         Some(newest) if newest >= now => newest.trunc_subsecs(6) + TimeDelta::microseconds(1),
         _ => now,
-    })
+    };
+
+    let record = Query::update()
+        .table(Alias::new(RESOURCE_VERSION_TABLE))
+        .value(Alias::new("issued_at"), next)
+        .and_where(Expr::col(Alias::new("id")).eq(1))
+        .to_owned();
+    let backend = transaction.get_database_backend();
+    transaction.execute(backend.build(&record)).await?;
+    Ok(next)
+}
+
+/// Reads the last `updated_at` that [`next_updated_at`] issued, if any.
+async fn last_issued_at(db: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>> {
+    let select = Query::select()
+        .column(Alias::new("issued_at"))
+        .from(Alias::new(RESOURCE_VERSION_TABLE))
+        .and_where(Expr::col(Alias::new("id")).eq(1))
+        .to_owned();
+    let backend = db.get_database_backend();
+    let Some(row) = db.query_one(backend.build(&select)).await? else {
+        return Ok(None);
+    };
+    Ok(row.try_get::<Option<DateTime<Utc>>>("", "issued_at")?)
 }
 
 // ---------------------------------------------------------------------------
