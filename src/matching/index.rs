@@ -8,10 +8,10 @@
 //!
 //! The triggers of each event source are compiled into one
 //! [`MatchEngine`], so matching an event costs about the same with 100 or
-//! 100,000 triggers (see the engine's documentation). [`TriggerIndex::with_trigger`],
-//! [`TriggerIndex::with_trigger_changes`] and [`TriggerIndex::without_trigger`]
-//! derive a new index from an existing one by rebuilding only the engines
-//! of the sources concerned.
+//! 100,000 triggers (see the engine's documentation).
+//! [`TriggerIndex::with_trigger`], [`TriggerIndex::with_trigger_changes`]
+//! and [`TriggerIndex::without_trigger`] derive a new index from an
+//! existing one by rebuilding only the engines of the sources concerned.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

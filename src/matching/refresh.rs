@@ -112,14 +112,16 @@ async fn refresh(
     })
 }
 
-/// Returns whether `changes`, read after `known`, contain every trigger change
-/// since then: event sources and actions are as they were, no trigger was
-/// deleted, and there are at most [`MAX_INCREMENTAL_TRIGGERS`] of them.
+/// Returns whether `changes`, read after `known`, contain every trigger
+/// change since then: event sources and actions are as they were, no
+/// trigger was deleted, and there are at most [`MAX_INCREMENTAL_TRIGGERS`]
+/// of them.
 ///
 /// A trigger created since `known` has a `created_at` later than every
 /// `updated_at` then, because resource writes take their timestamps one
-/// after the other. So the row count must have grown by exactly the number
-/// of such triggers, and is lower when one was deleted.
+/// after the other, each past every one given before. So the row count
+/// must have grown by exactly the number of such triggers, and is lower
+/// when one was deleted.
 fn applies_incrementally(known: &Fingerprint, changes: &resources::TriggerChanges) -> bool {
     let now = &changes.fingerprint;
     if now.event_sources != known.event_sources || now.actions != known.actions {
