@@ -16,7 +16,9 @@ use event_hub::store::resources::{
 use event_hub::Error;
 use std::time::Duration;
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, TransactionTrait,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -47,6 +49,17 @@ fn new_action(name: &str) -> NewAction {
 
 fn push_filter() -> Value {
     json!({"repo": "Codertocat/Hello-World", "branch": "master", "event_type": "push"})
+}
+
+/// Creates the event source `gh` and the action `run` that [`new_trigger`]
+/// rows usually name.
+async fn create_source_and_action(db: &DatabaseConnection) {
+    resources::create_event_source(db, new_source("gh"))
+        .await
+        .unwrap();
+    resources::create_action(db, new_action("run"))
+        .await
+        .unwrap();
 }
 
 fn new_trigger(name: &str, source: &str, action: &str) -> NewTrigger {
@@ -478,12 +491,7 @@ async fn delete_in_use_rejected() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
 
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         resources::create_trigger(db, new_trigger("t-1", "gh", "run"))
             .await
             .unwrap();
@@ -627,12 +635,7 @@ async fn invalid_inputs_name_the_field() {
             "{backend}"
         );
 
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         assert_invalid(
             resources::create_trigger(db, new_trigger("", "gh", "run")).await,
             "name",
@@ -714,12 +717,7 @@ async fn invalid_filter_rejected() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
 
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
 
         for filter in [json!({"repo": []}), json!("push"), json!([{"repo": "x"}])] {
             let new = NewTrigger {
@@ -765,12 +763,7 @@ async fn executions_recorded_once() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
 
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
             .await
             .unwrap();
@@ -815,12 +808,7 @@ async fn executions_recorded_once() {
 async fn executions_redelivered_in_part() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
             .await
             .unwrap();
@@ -904,12 +892,7 @@ async fn executions_redelivered_in_part() {
 async fn executions_recorded_in_chunks() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
             .await
             .unwrap();
@@ -953,12 +936,7 @@ async fn executions_recorded_in_chunks() {
 async fn event_ids_compare_exactly() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         let trigger = resources::create_trigger(db, new_trigger("t", "gh", "run"))
             .await
             .unwrap();
@@ -994,12 +972,7 @@ async fn trigger_delete_removes_executions() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
 
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         let doomed = resources::create_trigger(db, new_trigger("doomed", "gh", "run"))
             .await
             .unwrap();
@@ -1219,12 +1192,7 @@ async fn fingerprint_moves_past_future_timestamps() {
 async fn resource_writes_wait_for_one_another() {
     for database in fresh_databases().await {
         let (db, backend) = (&database.db, database.backend);
-        resources::create_event_source(db, new_source("gh"))
-            .await
-            .unwrap();
-        resources::create_action(db, new_action("run"))
-            .await
-            .unwrap();
+        create_source_and_action(db).await;
         resources::create_trigger(db, new_trigger("t", "gh", "run"))
             .await
             .unwrap();

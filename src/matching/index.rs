@@ -176,19 +176,12 @@ impl TriggerIndex {
 
         let mut triggers_by_source: HashMap<Uuid, Vec<Arc<CompiledTrigger>>> = HashMap::new();
         for model in triggers.iter().filter(|trigger| trigger.is_active) {
-            match index.compile(model) {
-                Ok(compiled) => {
-                    triggers_by_source
-                        .entry(model.event_source_id)
-                        .or_default()
-                        .push(Arc::new(compiled));
-                    index.trigger_count += 1;
-                }
-                Err(error) => tracing::error!(
-                    trigger = %model.name,
-                    %error,
-                    "trigger left out of the trigger index"
-                ),
+            if let Some(compiled) = index.compile_or_log(model) {
+                triggers_by_source
+                    .entry(model.event_source_id)
+                    .or_default()
+                    .push(Arc::new(compiled));
+                index.trigger_count += 1;
             }
         }
 
@@ -267,25 +260,22 @@ impl TriggerIndex {
         let mut entries_by_source: HashMap<Uuid, Vec<Arc<CompiledTrigger>>> = sources
             .iter()
             .map(|&source_id| {
-                let kept = self
+                let unchanged = self
                     .entries_of(source_id)
                     .iter()
                     .filter(|entry| !seen.contains(&entry.trigger.id))
                     .cloned()
                     .collect();
-                (source_id, kept)
+                (source_id, unchanged)
             })
             .collect();
 
         for model in latest.into_iter().filter(|model| model.is_active) {
-            match self.compile(model) {
-                Ok(compiled) => entries_by_source
+            if let Some(compiled) = self.compile_or_log(model) {
+                entries_by_source
                     .entry(model.event_source_id)
                     .or_default()
-                    .push(Arc::new(compiled)),
-                Err(error) => {
-                    tracing::error!(trigger = %model.name, %error, "trigger left out of the trigger index");
-                }
+                    .push(Arc::new(compiled));
             }
         }
 
@@ -402,6 +392,19 @@ impl TriggerIndex {
                 result: entry.pattern.explain(document),
             })
             .collect()
+    }
+
+    /// Compiles an active trigger like [`Self::compile`], or logs why it is
+    /// rejected and returns `None`, so that one bad row leaves out only its
+    /// own trigger.
+    fn compile_or_log(&self, model: &trigger::Model) -> Option<CompiledTrigger> {
+        match self.compile(model) {
+            Ok(compiled) => Some(compiled),
+            Err(error) => {
+                tracing::error!(trigger = %model.name, %error, "trigger left out of the trigger index");
+                None
+            }
+        }
     }
 
     /// Compiles an active trigger, checking that its source and action are

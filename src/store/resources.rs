@@ -18,11 +18,11 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sea_orm::sea_query::{Alias, Asterisk, Expr, Query};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, Query, SimpleExpr};
 use sea_orm::{
     AccessMode, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
     DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IsolationLevel, PaginatorTrait,
-    PrimaryKeyTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    PrimaryKeyTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait, TryGetable,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -1170,20 +1170,8 @@ const RESOURCE_VERSION_TABLE: &str = "resource_version";
 /// with `SQLITE_BUSY` instead of waiting when another writer holds the lock.
 async fn begin_resource_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
     let transaction = db.begin().await?;
-    let version = Alias::new("version");
-    let increment = Query::update()
-        .table(Alias::new(RESOURCE_VERSION_TABLE))
-        .value(version.clone(), Expr::col(version).add(1))
-        .and_where(Expr::col(Alias::new("id")).eq(1))
-        .to_owned();
-    let backend = transaction.get_database_backend();
-    let result = transaction.execute(backend.build(&increment)).await?;
-    if result.rows_affected() != 1 {
-        return Err(DbErr::RecordNotFound(format!(
-            "the row of table {RESOURCE_VERSION_TABLE} is missing; run `event-hub migrate`"
-        ))
-        .into());
-    }
+    let increment = Expr::col(Alias::new("version")).add(1);
+    write_version_row(&transaction, "version", increment).await?;
     Ok(transaction)
 }
 
@@ -1203,18 +1191,48 @@ async fn end_resource_write<T>(
 
 /// Reads the resource version, the number of resource writes so far.
 async fn resource_version(db: &impl ConnectionTrait) -> Result<i64> {
+    read_version_row(db, "version").await
+}
+
+/// Reads `column` of the one row of `resource_version`.
+async fn read_version_row<T: TryGetable>(db: &impl ConnectionTrait, column: &str) -> Result<T> {
     let select = Query::select()
-        .column(Alias::new("version"))
+        .column(Alias::new(column))
         .from(Alias::new(RESOURCE_VERSION_TABLE))
         .and_where(Expr::col(Alias::new("id")).eq(1))
         .to_owned();
     let backend = db.get_database_backend();
-    let row = db.query_one(backend.build(&select)).await?.ok_or_else(|| {
-        DbErr::RecordNotFound(format!(
-            "the row of table {RESOURCE_VERSION_TABLE} is missing; run `event-hub migrate`"
-        ))
-    })?;
-    Ok(row.try_get::<i64>("", "version")?)
+    let row = db
+        .query_one(backend.build(&select))
+        .await?
+        .ok_or_else(missing_version_row)?;
+    Ok(row.try_get::<T>("", column)?)
+}
+
+/// Sets `column` of the one row of `resource_version` to `value`.
+async fn write_version_row(
+    db: &impl ConnectionTrait,
+    column: &str,
+    value: SimpleExpr,
+) -> Result<()> {
+    let update = Query::update()
+        .table(Alias::new(RESOURCE_VERSION_TABLE))
+        .value(Alias::new(column), value)
+        .and_where(Expr::col(Alias::new("id")).eq(1))
+        .to_owned();
+    let backend = db.get_database_backend();
+    let result = db.execute(backend.build(&update)).await?;
+    if result.rows_affected() != 1 {
+        return Err(missing_version_row().into());
+    }
+    Ok(())
+}
+
+/// Returns the error for a database whose `resource_version` row is missing.
+fn missing_version_row() -> DbErr {
+    DbErr::RecordNotFound(format!(
+        "the row of table {RESOURCE_VERSION_TABLE} is missing; run `event-hub migrate`"
+    ))
 }
 
 /// Returns the `updated_at` for a write to table `E`, and records it as the
@@ -1237,34 +1255,14 @@ async fn next_updated_at<E: EntityTrait>(
     let newest_row = table_fingerprint::<E>(transaction, updated_at)
         .await?
         .max_updated_at;
-    let last_issued = last_issued_at(transaction).await?;
+    let last_issued: Option<DateTime<Utc>> = read_version_row(transaction, "issued_at").await?;
     let next = match newest_row.max(last_issued) {
         Some(newest) if newest >= now => newest.trunc_subsecs(6) + TimeDelta::microseconds(1),
         _ => now,
     };
 
-    let record = Query::update()
-        .table(Alias::new(RESOURCE_VERSION_TABLE))
-        .value(Alias::new("issued_at"), next)
-        .and_where(Expr::col(Alias::new("id")).eq(1))
-        .to_owned();
-    let backend = transaction.get_database_backend();
-    transaction.execute(backend.build(&record)).await?;
+    write_version_row(transaction, "issued_at", Expr::value(next)).await?;
     Ok(next)
-}
-
-/// Reads the last `updated_at` that [`next_updated_at`] issued, if any.
-async fn last_issued_at(db: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>> {
-    let select = Query::select()
-        .column(Alias::new("issued_at"))
-        .from(Alias::new(RESOURCE_VERSION_TABLE))
-        .and_where(Expr::col(Alias::new("id")).eq(1))
-        .to_owned();
-    let backend = db.get_database_backend();
-    let Some(row) = db.query_one(backend.build(&select)).await? else {
-        return Ok(None);
-    };
-    Ok(row.try_get::<Option<DateTime<Utc>>>("", "issued_at")?)
 }
 
 // ---------------------------------------------------------------------------
