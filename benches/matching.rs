@@ -18,7 +18,6 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use event_hub::event;
 use event_hub::matching::{Pattern, TriggerIndex};
 use uuid::Uuid;
 use workload::{BenchEvent, Kind, Misses, Workload, MAX_TRIGGERS};
@@ -70,7 +69,7 @@ fn matching(criterion: &mut Criterion) {
                     bencher.iter(|| {
                         events
                             .iter()
-                            .map(|event| decode_and_match(index, event))
+                            .map(|event| workload::decode_and_match(index, event))
                             .sum::<usize>()
                     });
                 },
@@ -104,16 +103,6 @@ fn matching(criterion: &mut Criterion) {
                 |bencher| bencher.iter(|| black_box(index.with_trigger(&trigger)).is_ok()),
             );
         }
-    }
-}
-
-fn decode_and_match(index: &TriggerIndex, event: &BenchEvent) -> usize {
-    let Ok(source) = index.resolve_source(&event.record) else {
-        return 0;
-    };
-    match event::decode(source, &event.record) {
-        Ok(decoded) => index.matching(source.id, &decoded.document).len(),
-        Err(_) => 0,
     }
 }
 

@@ -11,17 +11,15 @@ mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use event_hub::auth::TokenSigner;
-use event_hub::consumer::Pipeline;
-use event_hub::dispatch::Dispatcher;
 use event_hub::event::InboundRecord;
 use event_hub::matching::refresh::load_index;
 use event_hub::store::entity::trigger_execution::ExecutionStatus;
 use event_hub::store::executions::{self, NewExecution};
 use event_hub::store::resources::{self, NewTrigger};
-use harness::workload::{assert_committed_prefix_dispatched, count, create_json_pipeline};
+use harness::workload::{
+    assert_committed_prefix_dispatched, count, create_json_pipeline, pipeline,
+};
 use harness::{headers_of, read_to_end, unique, wait_until, Hub};
-use rdkafka::producer::FutureProducer;
 use sea_orm::DatabaseConnection;
 use serde_json::json;
 use std::time::Duration;
@@ -59,27 +57,6 @@ async fn hub_with_triggers(database: &TestDatabase) -> (Hub, String, Vec<Uuid>) 
         trigger_ids.push(trigger.id);
     }
     (hub, topic, trigger_ids)
-}
-
-/// Builds a pipeline from the hub's settings, as the daemon does.
-fn pipeline(hub: &Hub, transaction_max_executions: usize) -> Pipeline {
-    let settings = &hub.settings;
-    let producer: FutureProducer = event_hub::kafka::producer_config(&settings.kafka)
-        .create()
-        .expect("producer");
-    let signer = TokenSigner::from_settings(&settings.auth).expect("signing key");
-    let dispatcher = Dispatcher::new(
-        producer.clone(),
-        signer,
-        settings.pipeline.actions_topic_prefix.clone(),
-    );
-    Pipeline::new(
-        hub.db.clone(),
-        dispatcher,
-        producer,
-        settings.pipeline.dlq_topic.clone(),
-        transaction_max_executions,
-    )
 }
 
 /// Returns the record of a push at `offset` of partition 0, with `padding`

@@ -1,5 +1,6 @@
 //! Decodes every GitHub webhook payload in the fixtures and checks
-//! which of them the short GitHub filters match.
+//! which of them the short GitHub filters match, decoded whole and decoded
+//! with only the fields that matching reads.
 //!
 //! The fixtures are real webhook bodies, one folder per `x-github-event`
 //! value, kept in `tests/fixtures/github-webhooks`.
@@ -7,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use event_hub::event::{self, EventSource, Flavor, InboundRecord};
+use event_hub::event::{self, EventSource, FieldSet, Flavor, InboundRecord};
 use event_hub::matching::Pattern;
 use hmac::{Hmac, Mac};
 use secrecy::SecretString;
@@ -111,16 +112,29 @@ fn record(fixture: &Fixture, offset: i64) -> InboundRecord {
     }
 }
 
-/// Returns the names of the fixtures whose decoded document matches `filter`.
+/// Returns the names of the fixtures whose decoded document matches
+/// `filter`, after checking that the projected document gives the same
+/// result.
 fn matching_fixtures(filter: &Value) -> Vec<String> {
     let pattern = Pattern::compile(filter).unwrap();
     let source = github_source(Some(SECRET));
+    let mut fields = FieldSet::for_flavor(Flavor::Github);
+    pattern.add_fields_to(&mut fields);
     fixtures()
         .iter()
         .enumerate()
         .filter(|(offset, fixture)| {
-            let event = event::decode(&source, &record(fixture, *offset as i64)).unwrap();
-            pattern.matches(&event.document)
+            let record = record(fixture, *offset as i64);
+            let event = event::decode(&source, &record).unwrap();
+            let projected = event::decode_for_matching(&source, &record, &fields).unwrap();
+            let matches = pattern.matches(&event.document);
+            assert_eq!(
+                pattern.matches(&projected.event().document),
+                matches,
+                "{}: {filter}",
+                fixture.name
+            );
+            matches
         })
         .map(|(_, fixture)| fixture.name.clone())
         .collect()
@@ -163,6 +177,83 @@ fn every_fixture_decodes() {
         failures.is_empty(),
         "failed to decode:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Decoding for matching keeps the event's id, type and metadata, and
+/// every filter below matches the projected document of each fixture
+/// exactly when it matches the whole one.
+#[test]
+fn projected_decoding_agrees_on_every_fixture() {
+    let filters = [
+        json!({"repository": {"full_name": ["Codertocat/Hello-World"]}, "ref": ["refs/heads/main", "refs/heads/master"]}),
+        json!({"ref": [{"prefix": "refs/tags/"}]}),
+        json!({"action": ["opened", "synchronize", "reopened"], "pull_request": {"base": {"ref": ["main", "master"]}}}),
+        json!({"action": [{"anything-but": ["deleted", "closed"]}]}),
+        json!({"action": ["published", "released", "created"], "release": {"tag_name": [{"exists": true}]}}),
+        json!({"installation": {"id": [{"numeric": [">", 0]}]}}),
+        json!({"workflow_run": {"conclusion": ["failure", "success"], "head_branch": ["main", "master"]}}),
+        json!({"action": ["created"], "comment": {"body": [{"prefix": "/deploy"}]}}),
+        json!({"commits": {"author": {"username": ["Codertocat"]}}}),
+        json!({"pull_request": {"labels": {"name": [{"wildcard": "*bug*"}]}}}),
+        json!({"sender": [{"exists": true}], "organization": [{"exists": false}]}),
+        json!({"$or": [{"branch": ["master"]}, {"tag": [{"exists": true}]}]}),
+        json!({"repository": {"owner": {"login": [{"equals-ignore-case": "codertocat"}]}}}),
+    ];
+    let patterns: Vec<Pattern> = filters
+        .iter()
+        .map(|filter| Pattern::compile(filter).unwrap())
+        .collect();
+    let mut fields = FieldSet::for_flavor(Flavor::Github);
+    for pattern in &patterns {
+        pattern.add_fields_to(&mut fields);
+    }
+    let flavor_only = FieldSet::for_flavor(Flavor::Github);
+
+    let source = github_source(None);
+    let mut matched = 0;
+    let (mut projected_bytes, mut whole_bytes) = (0, 0);
+    for (offset, fixture) in fixtures().iter().enumerate() {
+        let record = record(fixture, offset as i64);
+        let whole = event::decode(&source, &record).unwrap();
+        for fields in [&fields, &flavor_only] {
+            let projected = event::decode_for_matching(&source, &record, fields)
+                .unwrap()
+                .into_event();
+            assert_eq!(projected.id, whole.id, "{}", fixture.name);
+            assert_eq!(projected.event_type, whole.event_type, "{}", fixture.name);
+            assert_eq!(projected.metadata, whole.metadata, "{}", fixture.name);
+        }
+        let decoded = event::decode_for_matching(&source, &record, &fields).unwrap();
+        assert_eq!(
+            decoded.clone().into_whole(&record).unwrap(),
+            whole,
+            "{}: the whole event after matching",
+            fixture.name
+        );
+        let projected = decoded.into_event();
+        let (projected_size, whole_size) = (
+            projected.document.to_string().len(),
+            whole.document.to_string().len(),
+        );
+        assert!(projected_size <= whole_size, "{}", fixture.name);
+        projected_bytes += projected_size;
+        whole_bytes += whole_size;
+        for (pattern, filter) in patterns.iter().zip(&filters) {
+            let matches = pattern.matches(&whole.document);
+            assert_eq!(
+                pattern.matches(&projected.document),
+                matches,
+                "{}: {filter}",
+                fixture.name
+            );
+            matched += usize::from(matches);
+        }
+    }
+    assert!(matched > 100, "the filters match {matched} times in all");
+    assert!(
+        projected_bytes * 4 < whole_bytes,
+        "projected documents take {projected_bytes} bytes as JSON, whole ones {whole_bytes}"
     );
 }
 

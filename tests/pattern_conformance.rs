@@ -2,12 +2,18 @@
 //! match) for every operator, arrays, missing fields, type mismatches,
 //! Unicode and deep nesting.
 //!
-//! Each case is checked three ways, which must agree: [`Pattern::matches`],
-//! [`Pattern::explain`] and a [`MatchEngine`] that contains the patterns of
-//! every case at once, so the engine's index cannot lose or add a match.
+//! Each case is checked four ways, which must agree:
+//!
+//! - [`Pattern::matches`];
+//! - [`Pattern::explain`];
+//! - a [`MatchEngine`] that contains the patterns of every case at once, so
+//!   the engine's index cannot lose or add a match;
+//! - [`Pattern::matches`] on the event decoded with only the fields that
+//!   patterns read, as the consumer decodes records.
 
 use std::sync::Arc;
 
+use event_hub::event::{projection, FieldSet};
 use event_hub::matching::pattern::{MAX_CONDITIONS, MAX_DEPTH, MAX_OR_ALTERNATIVES};
 use event_hub::matching::{MatchEngine, Pattern};
 use serde_json::{json, Map, Value};
@@ -397,6 +403,47 @@ fn engine_agrees_with_scan() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn projected_events_match_like_whole_ones() {
+    // Each event is projected on the fields of its own pattern, and on
+    // those of every pattern of the table, as for a source with them all.
+    let cases = cases();
+    let mut all_fields = FieldSet::default();
+    for case in &cases {
+        compile(case).add_fields_to(&mut all_fields);
+    }
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in &cases {
+        let pattern = compile(case);
+        let mut own_fields = FieldSet::default();
+        pattern.add_fields_to(&mut own_fields);
+        let text = case.event.to_string();
+        // Events nested deeper than serde_json parses (128 levels) cannot
+        // arrive as records.
+        if serde_json::from_str::<Value>(&text).is_err() {
+            continue;
+        }
+        checked += 1;
+        for (fields, label) in [(&own_fields, "own fields"), (&all_fields, "all fields")] {
+            match projection::parse(text.as_bytes(), fields) {
+                Ok(projected) if pattern.matches(&projected) != case.expected => {
+                    failures.push(format!(
+                        "{}: projected on {label} to {}, the result differs",
+                        case.name,
+                        abbreviated(&projected)
+                    ));
+                }
+                Ok(_) => {}
+                Err(error) => failures.push(format!("{}: {label}: {error}", case.name)),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 150, "only {checked} cases checked");
 }
 
 /// Each limit with a pattern at it, which compiles, and one beyond it,

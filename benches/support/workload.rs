@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use event_hub::event::{self, EventSource, InboundRecord};
+use event_hub::matching::TriggerIndex;
 use event_hub::store::entity::{action, event_source, trigger};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -433,4 +434,15 @@ impl SplitMix64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+/// Resolves, decodes and matches one record as the consumer does, and
+/// returns the number of triggers matched.
+pub fn decode_and_match(index: &TriggerIndex, event: &BenchEvent) -> usize {
+    let Ok(source) = index.resolve_source(&event.record) else {
+        return 0;
+    };
+    index
+        .decode_and_match(source, &event.record)
+        .map_or(0, |(_, triggers)| triggers.len())
 }

@@ -172,8 +172,8 @@ impl Pipeline {
                 outcome.skipped += 1;
                 continue;
             }
-            let event = match event::decode(&source, record) {
-                Ok(event) => event,
+            let (event, triggers) = match index.decode_and_match(&source, record) {
+                Ok(decoded) => decoded,
                 Err(error) => {
                     tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, event_source = %source.name, reason = error.reason(), %error, "record dead-lettered");
                     dead_letters.push(dead_letter(
@@ -186,16 +186,16 @@ impl Pipeline {
                     continue;
                 }
             };
-            let triggers: Vec<&CompiledTrigger> = index.matching(source.id, &event.document);
             tracing::debug!(event_id = %event.id, event_source = %source.name, event_type = %event.event_type, triggers = triggers.len(), "event matched");
-            if !triggers.is_empty() {
-                matched.push(MatchedEvent {
-                    record,
-                    source,
-                    event,
-                    triggers,
-                });
+            if triggers.is_empty() {
+                continue;
             }
+            matched.push(MatchedEvent {
+                record,
+                source,
+                event,
+                triggers,
+            });
         }
         outcome.matched = matched.len();
 

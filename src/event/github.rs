@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::json::json_kind;
-use super::{parse_json, DecodeError, Event, EventSource, InboundRecord};
+use super::{parse_fields, DecodeError, Event, EventSource, FieldSet, InboundRecord};
 
 /// Header naming the webhook event, such as `push` or `pull_request`.
 pub const EVENT_HEADER: &str = "x-github-event";
@@ -47,6 +47,30 @@ const PULL_REQUEST_EVENTS: [&str; 4] = [
     "pull_request_review_thread",
 ];
 
+/// The fields that [`decode`] reads, which a projected document must keep:
+/// the inputs of the derived fields, and the top-level names they are
+/// stored under, which a payload may carry itself. Keep it in step with
+/// `DerivedFields::from_payload` and `DerivedFields::insert_into`.
+pub(super) const DECODER_FIELDS: &[&[&str]] = &[
+    &["action"],
+    &["after"],
+    &["branch"],
+    &["check_run", "check_suite", "head_branch"],
+    &["check_suite", "head_branch"],
+    &["event_type"],
+    &["pull_request", "base", "ref"],
+    &["pull_request", "head", "sha"],
+    &["ref"],
+    &["ref_type"],
+    &["release", "tag_name"],
+    &["repo"],
+    &["repository", "full_name"],
+    &["sender", "login"],
+    &["tag"],
+    &["workflow_job", "head_branch"],
+    &["workflow_run", "head_branch"],
+];
+
 /// Decodes a GitHub webhook delivery.
 ///
 /// When the source has a secret, the signature is verified before the body
@@ -57,11 +81,21 @@ const PULL_REQUEST_EVENTS: [&str; 4] = [
 /// [`DecodeError::InvalidEvent`] otherwise), and `x-github-event` must be
 /// present ([`DecodeError::MissingHeader`]).
 pub fn decode(source: &EventSource, record: &InboundRecord) -> Result<Event, DecodeError> {
+    decode_fields(source, record, None)
+}
+
+/// Decodes a delivery like [`decode`], keeping only `fields` of the payload
+/// when given (see [`super::projection`]).
+pub(super) fn decode_fields(
+    source: &EventSource,
+    record: &InboundRecord,
+    fields: Option<&FieldSet>,
+) -> Result<Event, DecodeError> {
     if let Some(secret) = &source.secret {
         verify_signature(secret, record)?;
     }
 
-    let mut payload = match parse_json(record)? {
+    let mut payload = match parse_fields(record, fields)? {
         Value::Object(payload) => payload,
         other => {
             return Err(DecodeError::InvalidEvent(format!(
@@ -139,6 +173,8 @@ struct DerivedFields {
 }
 
 impl DerivedFields {
+    /// Derives the fields from `payload`. Every path read here is listed in
+    /// [`DECODER_FIELDS`], so that a projected payload gives the same result.
     fn from_payload(github_event: &str, payload: &Map<String, Value>) -> Self {
         let text = |path: &[&str]| string_at(payload, path).map(str::to_owned);
         let mut fields = Self {

@@ -6,10 +6,13 @@
 
 use serde_json::{json, Value};
 
-use super::{parse_json, DecodeError, Event, InboundRecord};
+use super::{parse_fields, DecodeError, Event, FieldSet, InboundRecord};
 
 /// Event type of objects without a string `type` field.
 pub const DEFAULT_EVENT_TYPE: &str = "json";
+
+/// The fields that [`decode`] reads, which a projected document must keep.
+pub(super) const DECODER_FIELDS: &[&[&str]] = &[&["type"]];
 
 /// Decodes a record whose value is a JSON object.
 ///
@@ -17,7 +20,16 @@ pub const DEFAULT_EVENT_TYPE: &str = "json";
 /// [`DecodeError::InvalidJson`] for a value that is not JSON, and
 /// [`DecodeError::InvalidEvent`] for JSON that is not an object.
 pub fn decode(record: &InboundRecord) -> Result<Event, DecodeError> {
-    let document = parse_json(record)?;
+    decode_fields(record, None)
+}
+
+/// Decodes a record like [`decode`], keeping only `fields` of the object
+/// when given (see [`super::projection`]).
+pub(super) fn decode_fields(
+    record: &InboundRecord,
+    fields: Option<&FieldSet>,
+) -> Result<Event, DecodeError> {
+    let document = parse_fields(record, fields)?;
     if !document.is_object() {
         return Err(DecodeError::InvalidEvent(format!(
             "expected a JSON object, found {}",

@@ -14,9 +14,11 @@
 pub mod cloudevents;
 pub mod github;
 pub mod json;
+pub mod projection;
 mod record;
 pub mod source;
 
+pub use projection::FieldSet;
 pub use record::InboundRecord;
 pub use source::{EventSource, Flavor, SourceConfiguration};
 
@@ -77,12 +79,99 @@ impl DecodeError {
     }
 }
 
+/// An event decoded for matching by [`decode_for_matching`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum MatchingEvent {
+    /// The event with its whole document.
+    Whole(Event),
+    /// The event with a document that holds only the fields of the
+    /// [`FieldSet`] it was decoded with. Its id, type and metadata are
+    /// those of the whole event.
+    Projected(Event),
+}
+
+impl MatchingEvent {
+    /// Returns the event, whose document is enough for matching.
+    pub fn event(&self) -> &Event {
+        match self {
+            Self::Whole(event) | Self::Projected(event) => event,
+        }
+    }
+
+    /// Returns the event, whose document is enough for matching.
+    pub fn into_event(self) -> Event {
+        match self {
+            Self::Whole(event) | Self::Projected(event) => event,
+        }
+    }
+
+    /// Returns the event with its whole document, parsing the value of
+    /// `record`, the record it was decoded from, again if it was projected.
+    ///
+    /// The signature was verified and the id, type and metadata derived
+    /// when the event was decoded for matching, so this only parses. The
+    /// fields that decoding adds to the document, such as GitHub's
+    /// `event_type`, are the projected document's top-level fields that
+    /// the value lacks, and are copied over.
+    pub fn into_whole(self, record: &InboundRecord) -> Result<Event, DecodeError> {
+        let mut event = match self {
+            Self::Whole(event) => return Ok(event),
+            Self::Projected(event) => event,
+        };
+        let (Value::Object(mut whole), Value::Object(projected)) =
+            (parse_json(record)?, std::mem::take(&mut event.document))
+        else {
+            // Both parses read the same text, and the projected one found
+            // an object, so the whole one does too.
+            return Err(DecodeError::InvalidEvent(
+                "the value is not the JSON object it was decoded as".to_owned(),
+            ));
+        };
+        for (key, value) in projected {
+            whole.entry(key).or_insert(value);
+        }
+        event.document = Value::Object(whole);
+        Ok(event)
+    }
+}
+
 /// Decodes `record` as an event of `source`.
 pub fn decode(source: &EventSource, record: &InboundRecord) -> Result<Event, DecodeError> {
+    decode_with(source, record, None)
+}
+
+/// Decodes `record` as an event of `source`, building its document from
+/// `fields` only when the flavor allows it (see [`projection`]).
+///
+/// `fields` must hold the fields that the source's trigger filters name;
+/// [`FieldSet::for_flavor`] adds those that decoding itself reads. It
+/// fails exactly when [`decode`] does, except for the limits that
+/// [`projection`] lists. CloudEvents records are decoded whole.
+pub fn decode_for_matching(
+    source: &EventSource,
+    record: &InboundRecord,
+    fields: &FieldSet,
+) -> Result<MatchingEvent, DecodeError> {
+    match source.flavor {
+        Flavor::Github | Flavor::Json => {
+            decode_with(source, record, Some(fields)).map(MatchingEvent::Projected)
+        }
+        // NOTE: a CloudEvent's document is built from headers as well as
+        // the value, and the `cloudevents` flavor is rarely the large
+        // payload that projection pays off on, so it keeps one path.
+        Flavor::Cloudevents => decode(source, record).map(MatchingEvent::Whole),
+    }
+}
+
+fn decode_with(
+    source: &EventSource,
+    record: &InboundRecord,
+    fields: Option<&FieldSet>,
+) -> Result<Event, DecodeError> {
     let event = match source.flavor {
-        Flavor::Github => github::decode(source, record)?,
+        Flavor::Github => github::decode_fields(source, record, fields)?,
         Flavor::Cloudevents => cloudevents::decode(record)?,
-        Flavor::Json => json::decode(record)?,
+        Flavor::Json => json::decode_fields(record, fields)?,
     };
     Ok(Event {
         id: bounded_event_id(event.id),
@@ -103,9 +192,19 @@ fn bounded_event_id(id: String) -> String {
 
 /// Parses a record value as JSON, distinguishing a missing value from bad JSON.
 pub(crate) fn parse_json(record: &InboundRecord) -> Result<Value, DecodeError> {
+    parse_fields(record, None)
+}
+
+/// Parses a record value like [`parse_json`], keeping only `fields` when
+/// given.
+fn parse_fields(record: &InboundRecord, fields: Option<&FieldSet>) -> Result<Value, DecodeError> {
     let payload = match record.payload.as_deref() {
         None | Some([]) => return Err(DecodeError::EmptyValue),
         Some(payload) => payload,
     };
-    serde_json::from_slice(payload).map_err(|error| DecodeError::InvalidJson(error.to_string()))
+    match fields {
+        Some(fields) => projection::parse(payload, fields),
+        None => serde_json::from_slice(payload)
+            .map_err(|error| DecodeError::InvalidJson(error.to_string())),
+    }
 }

@@ -14,14 +14,14 @@
 //! existing one by rebuilding only the engines of the sources concerned.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::engine::{EngineStats, MatchEngine, Matchable};
 use super::{Mismatch, Pattern, PatternError};
-use crate::event::{EventSource, InboundRecord};
+use crate::event::{self, DecodeError, Event, EventSource, FieldSet, Flavor, InboundRecord};
 use crate::store::entity::{action, event_source, trigger};
 
 /// Header that names the event source of a record, by id or name,
@@ -130,6 +130,9 @@ pub struct TriggerIndex {
 struct SourceTriggers {
     engine: MatchEngine<CompiledTrigger>,
     trigger_ids: HashSet<Uuid>,
+    /// The fields that the triggers' filters and the source's decoder
+    /// read, which documents are projected on before matching.
+    fields: FieldSet,
 }
 
 impl TriggerIndex {
@@ -380,6 +383,54 @@ impl TriggerIndex {
             .unwrap_or_default()
     }
 
+    /// Decodes `record` as an event of `source` and returns it with the
+    /// active triggers it matches, as the consumer does with each record.
+    ///
+    /// The record is first decoded with only the fields that matching
+    /// reads ([`Self::matching_fields`]): most events match nothing, and
+    /// building their whole document would cost several times more than
+    /// matching it. The value of an event that matches is parsed again,
+    /// whole, because its action requests carry the document. So the event returned has
+    /// its whole document when some trigger matched, and may hold only the
+    /// fields matching read when none did.
+    ///
+    /// Fails like [`crate::event::decode`], except for the limits that
+    /// [`crate::event::projection`] lists.
+    pub fn decode_and_match(
+        &self,
+        source: &EventSource,
+        record: &InboundRecord,
+    ) -> Result<(Event, Vec<&CompiledTrigger>), DecodeError> {
+        let decoded = event::decode_for_matching(source, record, self.matching_fields(source))?;
+        let triggers = self.matching(source.id, &decoded.event().document);
+        let event = if triggers.is_empty() {
+            decoded.into_event()
+        } else {
+            decoded.into_whole(record)?
+        };
+        Ok((event, triggers))
+    }
+
+    /// Returns the fields that matching an event of `source` reads: those
+    /// that its triggers' filters name, and those that decoding its flavor
+    /// reads. Decoding an event with them
+    /// ([`crate::event::decode_for_matching`]) gives a document that
+    /// [`matching`](Self::matching) treats like the whole one.
+    pub fn matching_fields(&self, source: &EventSource) -> &FieldSet {
+        static FLAVOR_FIELDS: LazyLock<[FieldSet; 3]> = LazyLock::new(|| {
+            [Flavor::Github, Flavor::Cloudevents, Flavor::Json].map(FieldSet::for_flavor)
+        });
+
+        match self.engines.get(&source.id) {
+            Some(triggers) => &triggers.fields,
+            None => match source.flavor {
+                Flavor::Github => &FLAVOR_FIELDS[0],
+                Flavor::Cloudevents => &FLAVOR_FIELDS[1],
+                Flavor::Json => &FLAVOR_FIELDS[2],
+            },
+        }
+    }
+
     /// Tests `document` against every active trigger of `source_id` and
     /// returns, for each, whether it matches and else its first failed
     /// condition. Matching triggers are those that
@@ -485,6 +536,15 @@ impl TriggerIndex {
             return;
         }
         let trigger_ids = entries.iter().map(|entry| entry.trigger.id).collect();
+        let mut fields = self
+            .sources
+            .get(&source_id)
+            .map_or_else(FieldSet::default, |source| {
+                FieldSet::for_flavor(source.flavor)
+            });
+        for entry in &entries {
+            entry.pattern.add_fields_to(&mut fields);
+        }
         let engine = MatchEngine::new(entries);
         let stats = engine.stats();
         if stats.scanned > 0 {
@@ -500,6 +560,7 @@ impl TriggerIndex {
             Arc::new(SourceTriggers {
                 engine,
                 trigger_ids,
+                fields,
             }),
         );
     }

@@ -124,6 +124,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::{Map, Number, Value};
 
+use crate::event::FieldSet;
+
 /// Maximum nesting of objects in a pattern, the top-level object counting as
 /// 1 and each `$or` alternative as one more level.
 pub const MAX_DEPTH: usize = 32;
@@ -227,6 +229,14 @@ impl Pattern {
     /// document's, so deeply nested documents are safe to test.
     pub fn matches(&self, document: &Value) -> bool {
         self.root.matches(Some(document))
+    }
+
+    /// Adds to `fields` every field that matching this pattern reads: a
+    /// field with a leaf condition whole, and the named fields below a
+    /// nested object. A document projected on these fields (see
+    /// [`crate::event::projection`]) matches exactly when the whole one does.
+    pub fn add_fields_to(&self, fields: &mut FieldSet) {
+        self.root.add_fields_to(fields);
     }
 }
 
@@ -832,6 +842,22 @@ fn describe(value: &Value) -> &'static str {
 // ---------------------------------------------------------------------------
 
 impl ObjectPattern {
+    fn add_fields_to(&self, fields: &mut FieldSet) {
+        if fields.is_whole() {
+            return;
+        }
+        for field in &self.fields {
+            let node = fields.child_mut(&field.name);
+            match &field.condition {
+                Condition::Nested(nested) => nested.add_fields_to(node),
+                Condition::AnyOf(_) => node.keep_whole(),
+            }
+        }
+        for alternative in &self.alternatives {
+            alternative.add_fields_to(fields);
+        }
+    }
+
     /// Tests the object at this level, where `None` is a missing field. A
     /// value that is not an object has no fields, like a missing one.
     pub(super) fn matches(&self, value: Option<&Value>) -> bool {

@@ -1,19 +1,24 @@
 //! Shared workload of the fault and process tests: a JSON event source
-//! with one trigger on pushes, a producer of push events, and checks of the
-//! committed offsets against the executions.
+//! with one trigger on pushes, a producer of push events, checks of the
+//! committed offsets against the executions, and a pipeline built as the
+//! daemon builds it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use event_hub::auth::TokenSigner;
+use event_hub::consumer::Pipeline;
+use event_hub::dispatch::Dispatcher;
 use event_hub::store::entity::trigger_execution::ExecutionStatus;
 use event_hub::store::executions::{self, ExecutionQuery};
 use event_hub::store::resources::{self, NewAction, NewEventSource, NewTrigger};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
 
-use super::test_producer;
+use super::{test_producer, Hub};
 
 /// Creates a JSON source on `topic`, an action and a trigger on pushes;
 /// returns the trigger id.
@@ -136,4 +141,25 @@ pub async fn assert_committed_prefix_dispatched(
         }
     }
     total
+}
+
+/// Builds a pipeline from the hub's settings, as the daemon does.
+pub fn pipeline(hub: &Hub, transaction_max_executions: usize) -> Pipeline {
+    let settings = &hub.settings;
+    let producer: FutureProducer = event_hub::kafka::producer_config(&settings.kafka)
+        .create()
+        .expect("producer");
+    let signer = TokenSigner::from_settings(&settings.auth).expect("signing key");
+    let dispatcher = Dispatcher::new(
+        producer.clone(),
+        signer,
+        settings.pipeline.actions_topic_prefix.clone(),
+    );
+    Pipeline::new(
+        hub.db.clone(),
+        dispatcher,
+        producer,
+        settings.pipeline.dlq_topic.clone(),
+        transaction_max_executions,
+    )
 }
