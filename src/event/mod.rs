@@ -121,8 +121,8 @@ impl MatchingEvent {
         let (Value::Object(mut whole), Value::Object(projected)) =
             (parse_json(record)?, std::mem::take(&mut event.document))
         else {
-            // Both parses read the same text, and the projected one found
-            // an object, so the whole one does too.
+            // Both parses read the same text with the same visitor, and the
+            // projected one found an object, so the whole one does too.
             return Err(DecodeError::InvalidEvent(
                 "the value is not the JSON object it was decoded as".to_owned(),
             ));
@@ -202,9 +202,5 @@ fn parse_fields(record: &InboundRecord, fields: Option<&FieldSet>) -> Result<Val
         None | Some([]) => return Err(DecodeError::EmptyValue),
         Some(payload) => payload,
     };
-    match fields {
-        Some(fields) => projection::parse(payload, fields),
-        None => serde_json::from_slice(payload)
-            .map_err(|error| DecodeError::InvalidJson(error.to_string())),
-    }
+    projection::parse(payload, fields.unwrap_or(&FieldSet::WHOLE))
 }

@@ -27,10 +27,10 @@
 //!
 //! Parsing is synchronous and allocates only for the values it keeps.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use super::{github, json, DecodeError, Flavor};
@@ -43,11 +43,19 @@ use super::{github, json, DecodeError, Flavor};
 pub struct FieldSet {
     /// Whether the value here is kept whole, with everything below it.
     whole: bool,
-    /// The fields kept below this node, when it is not kept whole.
-    children: Vec<(Box<str>, FieldSet)>,
+    /// The fields kept below this node, when it is not kept whole. A map
+    /// rather than a list, because the triggers of one source may name
+    /// thousands of distinct fields.
+    children: BTreeMap<Box<str>, FieldSet>,
 }
 
 impl FieldSet {
+    /// The set that keeps the whole document.
+    pub const WHOLE: FieldSet = FieldSet {
+        whole: true,
+        children: BTreeMap::new(),
+    };
+
     /// Returns a set that keeps each of `paths` whole.
     pub fn of_paths(paths: &[&[&str]]) -> Self {
         let mut fields = Self::default();
@@ -83,14 +91,7 @@ impl FieldSet {
     /// Returns the node of the field `name` below this one, adding it if
     /// it is not in the set yet.
     pub fn child_mut(&mut self, name: &str) -> &mut FieldSet {
-        let index = match self.children.iter().position(|(child, _)| &**child == name) {
-            Some(index) => index,
-            None => {
-                self.children.push((name.into(), FieldSet::default()));
-                self.children.len() - 1
-            }
-        };
-        &mut self.children[index].1
+        self.children.entry(name.into()).or_default()
     }
 
     /// Tells whether the value at this node is kept whole.
@@ -101,7 +102,7 @@ impl FieldSet {
     /// Keeps the value at this node whole.
     pub fn keep_whole(&mut self) {
         self.whole = true;
-        self.children = Vec::new();
+        self.children = BTreeMap::new();
     }
 
     /// Adds every path of `other` to this set.
@@ -120,14 +121,17 @@ impl FieldSet {
 
     /// Returns the node of the field `name`, if the set keeps it.
     fn child(&self, name: &str) -> Option<&FieldSet> {
-        self.children
-            .iter()
-            .find(|(child, _)| &**child == name)
-            .map(|(_, node)| node)
+        static WHOLE: FieldSet = FieldSet::WHOLE;
+
+        if self.whole {
+            return Some(&WHOLE);
+        }
+        self.children.get(name)
     }
 }
 
-/// Parses `payload` as JSON, keeping only the fields in `fields`.
+/// Parses `payload` as JSON, keeping only the fields in `fields`
+/// ([`FieldSet::WHOLE`] keeps every field).
 ///
 /// Fails with [`DecodeError::InvalidJson`] when `payload` is not UTF-8 or
 /// not JSON, wherever the fault is.
@@ -150,12 +154,13 @@ struct Projected<'f>(&'f FieldSet);
 impl<'de> DeserializeSeed<'de> for Projected<'_> {
     type Value = Value;
 
+    /// Builds kept values with this visitor, never with `Value`'s own.
+    /// With serde_json's `raw_value` feature, which other crates of the
+    /// build enable, `Value` reads an object whose first key is
+    /// `$serde_json::private::RawValue` as the JSON text in its value. Here
+    /// that key is an ordinary key, in whole and projected documents alike.
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.0.whole {
-            Value::deserialize(deserializer)
-        } else {
-            deserializer.deserialize_any(self)
-        }
+        deserializer.deserialize_any(self)
     }
 }
 
@@ -195,8 +200,9 @@ impl<'de> Visitor<'de> for Projected<'_> {
         Ok(Value::Null)
     }
 
-    /// An array keeps every element, each projected like the array itself,
-    /// because patterns look into arrays as if each element were the field.
+    /// Keeps every element of an array, each projected like the array
+    /// itself, because patterns look into arrays as if each element were
+    /// the field.
     fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(sequence.size_hint().unwrap_or(0));
         while let Some(item) = sequence.next_element_seed(Projected(self.0))? {
@@ -205,8 +211,8 @@ impl<'de> Visitor<'de> for Projected<'_> {
         Ok(Value::Array(items))
     }
 
-    /// An object keeps the fields the node names. A repeated key keeps its
-    /// last value, as in a whole `Value`.
+    /// Keeps the fields of an object that the node names. A repeated key
+    /// keeps its last value, as `Value` does.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key_seed(Key(self.0))? {
