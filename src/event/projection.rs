@@ -139,7 +139,7 @@ pub fn parse(payload: &[u8], fields: &FieldSet) -> Result<Value, DecodeError> {
     // Skipped strings are not checked for UTF-8 by `serde_json`: check the
     // whole payload first, which also lets it borrow keys as `&str`.
     let text = std::str::from_utf8(payload)
-        .map_err(|error| DecodeError::InvalidJson(format!("value is not UTF-8: {error}")))?;
+        .map_err(|error| DecodeError::InvalidJson(format!("invalid UTF-8: {error}")))?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let document = Projected(fields)
         .deserialize(&mut deserializer)
@@ -342,6 +342,15 @@ mod tests {
                 String::from_utf8_lossy(case)
             );
         }
+    }
+
+    #[test]
+    fn invalid_utf8_message() {
+        let error = parse(b"{\"a\": \"\xc3\"}", &FieldSet::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "value is not valid JSON: invalid UTF-8: invalid utf-8 sequence of 1 bytes from index 7"
+        );
     }
 
     #[test]
