@@ -91,7 +91,10 @@ pub struct EventRef {
     /// Derived fields, as stored with the execution.
     pub metadata: Value,
     /// The document the trigger filter matched: the webhook payload, the
-    /// CloudEvent in structured form, or the JSON object.
+    /// CloudEvent in structured form, or the JSON object. It is read back
+    /// with the event decoder's visitor, so that a producer's key
+    /// `$serde_json::private::RawValue` stays an ordinary key.
+    #[serde(deserialize_with = "crate::event::projection::deserialize_document")]
     pub data: Value,
 }
 

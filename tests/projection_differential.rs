@@ -1806,3 +1806,27 @@ fn raw_value_key_same_triggers() {
         None
     );
 }
+
+#[test]
+fn raw_value_key_in_action_request() {
+    // Workers, the retry sweep and `event-hub consume` parse the request
+    // again, and must see the document that was matched.
+    let data = format!(r#"{{"{RAW_VALUE_KEY}": "{{\"type\": \"evil\"}}", "type": "deploy"}}"#);
+    let text = format!(
+        r#"{{"execution_id": "{id}", "attempt": 1,
+            "trigger": {{"id": "{id}", "name": "t"}},
+            "action": {{"id": "{id}", "name": "a", "flavor": "builtin", "subtype": "run", "configuration": {{}}}},
+            "event": {{"id": "e", "source": {{"id": "{id}", "name": "s", "flavor": "json"}},
+                       "type": "deploy", "metadata": {{}}, "data": {data}}},
+            "auth": {{"service_account": "sa", "token": "x", "expires_at": "2026-12-05T00:00:00Z"}},
+            "created_at": "2026-12-05T00:00:00Z"}}"#,
+        id = Uuid::nil()
+    );
+    let request: event_hub::dispatch::ActionRequest = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        request.event.data,
+        projection::parse(data.as_bytes(), &FieldSet::WHOLE).unwrap()
+    );
+    assert_eq!(request.event.data["type"], "deploy");
+    assert_eq!(request.event.data[RAW_VALUE_KEY], r#"{"type": "evil"}"#);
+}

@@ -10,6 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::config::Settings;
+use crate::event::{projection, FieldSet};
 
 /// Arguments of `event-hub consume`.
 #[derive(Debug, clap::Args)]
@@ -73,8 +74,9 @@ pub async fn run(settings: &Settings, args: ConsumeArgs) -> anyhow::Result<()> {
                     .collect()
             })
             .unwrap_or_default();
+        // Parsed like an event, so that every key prints as it is.
         let value = message.payload().map(|payload| {
-            serde_json::from_slice::<Value>(payload)
+            projection::parse(payload, &FieldSet::WHOLE)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
         });
         let line = json!({

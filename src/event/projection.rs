@@ -148,6 +148,19 @@ pub fn parse(payload: &[u8], fields: &FieldSet) -> Result<Value, DecodeError> {
     Ok(document)
 }
 
+/// Deserializes a whole event document with the visitor of [`parse`], for
+/// `#[serde(deserialize_with)]` on fields that carry one, such as the
+/// `event.data` of an action request.
+///
+/// Unlike `Value`'s own deserializer with serde_json's `raw_value` feature,
+/// it reads the key `$serde_json::private::RawValue` as an ordinary key,
+/// so a reader of the document sees the fields that were matched.
+pub fn deserialize_document<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    static WHOLE: FieldSet = FieldSet::WHOLE;
+
+    Projected(&WHOLE).deserialize(deserializer)
+}
+
 /// Deserializes a value keeping the fields of a [`FieldSet`] node.
 struct Projected<'f>(&'f FieldSet);
 
