@@ -1372,13 +1372,13 @@ fn github_projected_events_equal_whole() {
     let mut failures = Vec::new();
     for seed in SEEDS {
         let mut batch = batch(seed);
-        let mut fields = FieldSet::for_flavor(Flavor::Github);
+        let mut fields = FieldSet::for_flavor(Flavor::Github).clone();
         fields.merge(&batch.all_fields);
         let flavor_only = FieldSet::for_flavor(Flavor::Github);
         let bodies = batch.github_bodies.clone();
         for text in &bodies {
             let github_event = batch.random.pick(GITHUB_EVENTS);
-            for fields in [&fields, &flavor_only] {
+            for fields in [&fields, flavor_only] {
                 if let Some(failure) =
                     compare_github_decoding(text.as_bytes(), github_event, fields)
                 {
@@ -1415,7 +1415,7 @@ fn github_body_own_derived_fields() {
         json!({"event_type": 7, "branch": ["a"]}),
         json!({"tag": "t", "repo": "r", "branch": "b", "event_type": "e"}),
     ];
-    let mut fields = FieldSet::for_flavor(Flavor::Github);
+    let mut fields = FieldSet::for_flavor(Flavor::Github).clone();
     Pattern::compile(&json!({"branch": [{"exists": true}], "repository": {"id": [1]}}))
         .unwrap()
         .add_fields_to(&mut fields);
@@ -1427,7 +1427,7 @@ fn github_body_own_derived_fields() {
             let mut body = inputs.as_object().unwrap().clone();
             body.extend(own.as_object().unwrap().clone());
             let body = serde_json::to_vec(&Value::Object(body)).unwrap();
-            for fields in [&fields, &flavor_only] {
+            for fields in [&fields, flavor_only] {
                 if let Some(failure) = compare_github_decoding(&body, github_event, fields) {
                     failures.push(format!("{github_event} with {own}: {failure}"));
                 }
@@ -1778,7 +1778,7 @@ fn raw_value_key_github_event_type() {
     let failure = compare_github_decoding(
         body.as_bytes(),
         "push",
-        &FieldSet::for_flavor(Flavor::Github),
+        FieldSet::for_flavor(Flavor::Github),
     );
     assert_eq!(failure, None);
 }

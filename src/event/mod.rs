@@ -98,7 +98,8 @@ impl MatchingEvent {
         }
     }
 
-    /// Returns the event, whose document is enough for matching.
+    /// Takes the event out. Its document is enough for matching, and is
+    /// whole only for [`MatchingEvent::Whole`].
     pub fn into_event(self) -> Event {
         match self {
             Self::Whole(event) | Self::Projected(event) => event,
@@ -157,8 +158,8 @@ pub fn decode_for_matching(
             decode_with(source, record, Some(fields)).map(MatchingEvent::Projected)
         }
         // NOTE: a CloudEvent's document is built from headers as well as
-        // the value, and the `cloudevents` flavor is rarely the large
-        // payload that projection pays off on, so it keeps one path.
+        // the value, so this flavor is decoded whole. Projecting its
+        // `data` would need the decoder to take a field set too.
         Flavor::Cloudevents => decode(source, record).map(MatchingEvent::Whole),
     }
 }

@@ -29,11 +29,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::{github, json, DecodeError, Flavor};
+
+/// [`FieldSet::WHOLE`] with a `'static` address, for the visitor's nodes.
+static WHOLE_DOCUMENT: FieldSet = FieldSet::WHOLE;
 
 /// A set of field paths of event documents, as a tree from the top level.
 ///
@@ -67,11 +71,20 @@ impl FieldSet {
 
     /// Returns the fields that decoding an event of `flavor` reads, which
     /// every projected document of that flavor keeps.
-    pub fn for_flavor(flavor: Flavor) -> Self {
+    pub fn for_flavor(flavor: Flavor) -> &'static Self {
+        static GITHUB: LazyLock<FieldSet> =
+            LazyLock::new(|| FieldSet::of_paths(github::DECODER_FIELDS));
+        static JSON: LazyLock<FieldSet> =
+            LazyLock::new(|| FieldSet::of_paths(json::DECODER_FIELDS));
+        static NO_FIELDS: FieldSet = FieldSet {
+            whole: false,
+            children: BTreeMap::new(),
+        };
+
         match flavor {
-            Flavor::Github => Self::of_paths(github::DECODER_FIELDS),
-            Flavor::Json => Self::of_paths(json::DECODER_FIELDS),
-            Flavor::Cloudevents => Self::default(),
+            Flavor::Github => &GITHUB,
+            Flavor::Json => &JSON,
+            Flavor::Cloudevents => &NO_FIELDS,
         }
     }
 
@@ -121,10 +134,8 @@ impl FieldSet {
 
     /// Returns the node of the field `name`, if the set keeps it.
     fn child(&self, name: &str) -> Option<&FieldSet> {
-        static WHOLE: FieldSet = FieldSet::WHOLE;
-
         if self.whole {
-            return Some(&WHOLE);
+            return Some(&WHOLE_DOCUMENT);
         }
         self.children.get(name)
     }
@@ -154,11 +165,9 @@ pub fn parse(payload: &[u8], fields: &FieldSet) -> Result<Value, DecodeError> {
 ///
 /// Unlike `Value`'s own deserializer with serde_json's `raw_value` feature,
 /// it reads the key `$serde_json::private::RawValue` as an ordinary key,
-/// so a reader of the document sees the fields that were matched.
+/// so a reader of the document gets the fields that were matched.
 pub fn deserialize_document<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-    static WHOLE: FieldSet = FieldSet::WHOLE;
-
-    Projected(&WHOLE).deserialize(deserializer)
+    Projected(&WHOLE_DOCUMENT).deserialize(deserializer)
 }
 
 /// Deserializes a value keeping the fields of a [`FieldSet`] node.

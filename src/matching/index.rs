@@ -14,14 +14,14 @@
 //! existing one by rebuilding only the engines of the sources concerned.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::engine::{EngineStats, MatchEngine, Matchable};
 use super::{Mismatch, Pattern, PatternError};
-use crate::event::{self, DecodeError, Event, EventSource, FieldSet, Flavor, InboundRecord};
+use crate::event::{self, DecodeError, Event, EventSource, FieldSet, InboundRecord};
 use crate::store::entity::{action, event_source, trigger};
 
 /// Header that names the event source of a record, by id or name,
@@ -390,9 +390,9 @@ impl TriggerIndex {
     /// reads ([`Self::matching_fields`]): most events match nothing, and
     /// building their whole document would cost several times more than
     /// matching it. The value of an event that matches is parsed again,
-    /// whole, because its action requests carry the document. So the event returned has
-    /// its whole document when some trigger matched, and may hold only the
-    /// fields matching read when none did.
+    /// whole, because its action requests carry the document. So the
+    /// event returned has its whole document when some trigger matched,
+    /// and may hold only the fields matching read when none did.
     ///
     /// Fails like [`crate::event::decode`], except for the limits that
     /// [`crate::event::projection`] lists.
@@ -417,17 +417,9 @@ impl TriggerIndex {
     /// ([`crate::event::decode_for_matching`]) gives a document that
     /// [`matching`](Self::matching) treats like the whole one.
     pub fn matching_fields(&self, source: &EventSource) -> &FieldSet {
-        static FLAVOR_FIELDS: LazyLock<[FieldSet; 3]> = LazyLock::new(|| {
-            [Flavor::Github, Flavor::Cloudevents, Flavor::Json].map(FieldSet::for_flavor)
-        });
-
         match self.engines.get(&source.id) {
             Some(triggers) => &triggers.fields,
-            None => match source.flavor {
-                Flavor::Github => &FLAVOR_FIELDS[0],
-                Flavor::Cloudevents => &FLAVOR_FIELDS[1],
-                Flavor::Json => &FLAVOR_FIELDS[2],
-            },
+            None => FieldSet::for_flavor(source.flavor),
         }
     }
 
@@ -540,7 +532,7 @@ impl TriggerIndex {
             .sources
             .get(&source_id)
             .map_or_else(FieldSet::default, |source| {
-                FieldSet::for_flavor(source.flavor)
+                FieldSet::for_flavor(source.flavor).clone()
             });
         for entry in &entries {
             entry.pattern.add_fields_to(&mut fields);
