@@ -44,8 +44,8 @@ async fn pipeline_decodes_for_matching_then_whole() {
     let records = [
         // Matches: the request carries every field, not only `type`.
         record(&topic, 0, whole.to_string().as_bytes()),
-        // Matches nothing; a number beyond f64 in a field no trigger names
-        // is valid JSON and is not decoded.
+        // Matches nothing. A number beyond f64 in a field no trigger names
+        // is valid JSON, and is skipped without being converted.
         record(&topic, 1, br#"{"type": "tag", "huge": 1e400}"#),
         // Matches, so it is decoded whole, and serde_json rejects the number.
         record(&topic, 2, br#"{"type": "push", "huge": 1e400}"#),
